@@ -1,0 +1,84 @@
+"""One strict settings tree, from ``FACEGATE_*`` environment variables and an optional TOML file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+FMR_CHOICES = (1e-2, 1e-3, 1e-4)
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "facegate"
+
+
+class VisionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_pixels: int = Field(
+        40_000_000, ge=1, description="Refuse images with more pixels than this (read from the header)."
+    )
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Refuse encoded images larger than this.")
+    detection_threshold: float = Field(0.6, gt=0, lt=1, description="YuNet face score threshold.")
+    nms_threshold: float = Field(0.3, gt=0, lt=1, description="YuNet non-maximum suppression IoU.")
+    min_face_size: int = Field(20, ge=1, description="Ignore faces narrower than this many pixels.")
+    max_detection_side: int = Field(
+        1280, ge=64, description="Images are downscaled so the longer side is at most this for detection."
+    )
+    flip_average: bool = Field(
+        False, description="Average SFace embeddings of the face and its mirror (2x the cost)."
+    )
+
+
+class GallerySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_enroll_quality: float = Field(
+        0.4, ge=0, le=1, description="Refuse enrollment photos whose face quality is below this."
+    )
+    top_k: int = Field(5, ge=1, le=100, description="Candidates returned by identify.")
+
+
+class Settings(BaseSettings):
+    """facegate settings. Environment: ``FACEGATE_MODEL``, ``FACEGATE_VISION__MAX_PIXELS``, ..."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FACEGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        toml_file=os.environ.get("FACEGATE_CONFIG", "facegate.toml"),
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where the gallery lives.")
+    model: Literal["sface", "dlib", "fused"] | str = Field(
+        "sface", description="Model id: sface (default), dlib, fused, or a registered custom model."
+    )
+    fmr: float = Field(1e-3, description="Target false-match rate; picks the calibrated threshold.")
+    vision: VisionSettings = Field(default_factory=VisionSettings)
+    gallery: GallerySettings = Field(default_factory=GallerySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gallery.sqlite3"

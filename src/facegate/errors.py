@@ -1,0 +1,118 @@
+"""The exception tree. The library raises these; only the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class FacegateError(Exception):
+    """Base of every error facegate raises on purpose.
+
+    ``code`` is a stable, machine-readable name (used by ``--json`` output and, later,
+    by the HTTP problem types).
+    """
+
+    code = "facegate_error"
+
+
+# --- configuration and models -------------------------------------------------------
+class ConfigError(FacegateError):
+    code = "config_error"
+
+
+class ModelError(FacegateError):
+    code = "model_error"
+
+
+class ModelNotFoundError(ModelError):
+    code = "model_not_found"
+
+
+class ModelIntegrityError(ModelError):
+    """The weights on disk do not match the SHA-256 in their manifest."""
+
+    code = "model_integrity"
+
+
+class ModelMismatchError(ModelError):
+    """Embeddings from two different models were about to be compared."""
+
+    code = "model_mismatch"
+
+
+# --- image input ----------------------------------------------------------------------
+class ImageError(FacegateError):
+    """The input could not be used as an image. Nothing was changed."""
+
+    code = "invalid_image"
+
+
+class EmptyImageError(ImageError):
+    code = "empty_image"
+
+
+class NotAnImageError(ImageError):
+    code = "not_an_image"
+
+
+class UnsupportedImageFormatError(ImageError):
+    code = "unsupported_image_format"
+
+
+class CorruptImageError(ImageError):
+    code = "corrupt_image"
+
+
+class ImageTooLargeError(ImageError):
+    code = "image_too_large"
+
+
+# --- faces ----------------------------------------------------------------------------
+class FaceError(FacegateError):
+    code = "face_error"
+
+
+class NoFaceError(FaceError):
+    code = "no_face"
+
+
+class MultipleFacesError(FaceError):
+    """Several faces were found and the caller did not say which one to use."""
+
+    code = "multiple_faces"
+
+    def __init__(self, message: str, count: int) -> None:
+        super().__init__(message)
+        self.count = count
+
+
+class LowQualityError(FaceError):
+    code = "low_quality"
+
+    def __init__(self, message: str, quality: float, reasons: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.quality = quality
+        self.reasons = reasons
+
+
+# --- gallery --------------------------------------------------------------------------
+class GalleryError(FacegateError):
+    code = "gallery_error"
+
+
+class UnknownSubjectError(GalleryError):
+    code = "unknown_subject"
+
+
+class AmbiguousSubjectError(GalleryError):
+    code = "ambiguous_subject"
+
+
+class DuplicateSubjectError(GalleryError):
+    code = "duplicate_subject"
+
+
+class UnknownTemplateError(GalleryError):
+    code = "unknown_template"
+
+
+class EmptyGalleryError(GalleryError):
+    code = "empty_gallery"

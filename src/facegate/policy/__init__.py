@@ -1,0 +1,1 @@
+"""Match -> Decision: operating points (thresholds) and, later, access rules and quotas."""

@@ -1,0 +1,1 @@
+"""Image -> faces: safe decoding, detection, alignment, embedding, quality, model registry."""

@@ -1,0 +1,81 @@
+"""Safe image decoding from bytes.
+
+The header is read first (format and size) so that a decompression bomb or a file that
+is not an image is refused before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facegate.errors import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsupportedImageFormatError,
+)
+
+ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "MPO"})  # MPO: multi-picture JPEG
+DEFAULT_MAX_PIXELS = 40_000_000
+
+# We enforce our own limit from the header; Pillow's bomb guard stays as a second line
+# (it raises for anything over twice its limit, which we map to ImageTooLargeError).
+Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
+
+
+def read_image_bytes(path: Path, max_bytes: int) -> bytes:
+    """Read a file for decoding, refusing one larger than ``max_bytes`` without reading it."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ImageTooLargeError(f"{path.name}: {size} bytes exceeds the limit of {max_bytes} bytes")
+    return path.read_bytes()
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
+    """Decode JPEG, PNG, WebP or BMP bytes to an ``(H, W, 3)`` BGR uint8 array.
+
+    EXIF orientation is applied. Raises an ``ImageError`` subclass naming the problem.
+    """
+    if not data:
+        raise EmptyImageError("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"the image has too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise NotAnImageError(
+            "the data is not a recognised image (expected JPEG, PNG, WebP or BMP)"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise CorruptImageError(f"the image header could not be read: {exc}") from exc
+
+    if image.format not in ALLOWED_FORMATS:
+        raise UnsupportedImageFormatError(
+            f"image format {image.format} is not accepted (expected JPEG, PNG, WebP or BMP)"
+        )
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise CorruptImageError(f"the image header gives an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+        )
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        rgb = image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"the image has too many pixels: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise CorruptImageError(f"the image data is corrupt or truncated: {exc}") from exc
+    # PIL gives RGB; OpenCV and the models work in BGR.
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])

@@ -1,0 +1,67 @@
+"""YuNet face detection (all faces, five landmarks) through OpenCV's FaceDetectorYN."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from facegate.types import Face
+from facegate.vision.registry import manifest, weights_path
+
+
+class YuNetDetector:
+    """Detect every face above ``score_threshold`` and at least ``min_face_size`` wide.
+
+    Images whose longer side exceeds ``max_side`` are downscaled for detection; boxes and
+    landmarks are returned in the original image's pixels.
+    """
+
+    def __init__(
+        self,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        min_face_size: int = 20,
+        max_side: int = 1280,
+    ) -> None:
+        path = weights_path(manifest("yunet"))
+        self.score_threshold = score_threshold
+        self.min_face_size = min_face_size
+        self.max_side = max_side
+        self._net = cv2.FaceDetectorYN.create(
+            str(path), "", (320, 320), score_threshold, nms_threshold, 5000
+        )
+        self._lock = threading.Lock()  # FaceDetectorYN keeps per-call state
+
+    def detect(self, image: NDArray[np.uint8]) -> list[Face]:
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) BGR, got {image.shape}")
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        work = image
+        if scale < 1.0:
+            work = cv2.resize(
+                image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
+            )
+        with self._lock:
+            self._net.setInputSize((work.shape[1], work.shape[0]))
+            _, raw = self._net.detect(work)
+        if raw is None:
+            return []
+        faces = []
+        for row in raw:
+            x, y, w, h = (float(v) / scale for v in row[:4])
+            if w < self.min_face_size:
+                continue
+            x1, y1 = max(0.0, x), max(0.0, y)
+            x2, y2 = min(float(width), x + w), min(float(height), y + h)
+            if x2 <= x1 or y2 <= y1:
+                continue
+            landmarks = (row[4:14].reshape(5, 2) / scale).astype(np.float32)
+            score = float(min(1.0, max(0.0, row[14])))
+            faces.append(Face(bbox=(x1, y1, x2, y2), landmarks=landmarks, score=score))
+        # Largest first: a stable, useful order for callers that pick "the main face".
+        faces.sort(key=lambda f: f.width * f.height, reverse=True)
+        return faces

@@ -1,0 +1,157 @@
+"""Face embedders: SFace (and any ArcFace-style ONNX) through OpenCV DNN, dlib ResNet,
+and a fused model that combines both scores.
+
+Every embedder turns ``(image, faces)`` into an ``(N, D)`` float32 array. Each member
+model's part of a vector is L2-normalised. Scores are linear in the template:
+``score = templates @ (weights * query) + offset``, so an exact inner-product index
+(FAISS) serves every model, the fused one included.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from facegate.types import Face, FloatArray
+from facegate.vision.align import align_face
+from facegate.vision.registry import ModelManifest, manifest, weights_path
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreSpace:
+    """``score(q, t) = t . (weights * q) + offset``; weights None means plain cosine."""
+
+    weights: FloatArray | None = None
+    offset: float = 0.0
+
+    def prepare_query(self, query: FloatArray) -> FloatArray:
+        q = np.asarray(query, dtype=np.float32)
+        return q if self.weights is None else (q * self.weights).astype(np.float32)
+
+    def score(self, query: FloatArray, templates: FloatArray) -> FloatArray:
+        """Scores of one ``(D,)`` query against ``(N, D)`` templates -> ``(N,)``."""
+        templates = np.atleast_2d(np.asarray(templates, dtype=np.float32))
+        return (templates @ self.prepare_query(query) + np.float32(self.offset)).astype(np.float32)
+
+
+class Embedder(Protocol):
+    model_id: str
+    dim: int
+    space: ScoreSpace
+
+    def embed(self, image: NDArray[np.uint8], faces: Sequence[Face]) -> FloatArray:
+        """``(N, D)`` embeddings of ``faces`` in the BGR ``image``."""
+        ...
+
+
+def l2_normalise(vectors: NDArray[Any]) -> FloatArray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class OnnxDnnEmbedder:
+    """An ArcFace-style 112x112 ONNX embedder run by OpenCV DNN (SFace or user-supplied)."""
+
+    def __init__(self, m: ModelManifest, flip_average: bool = False) -> None:
+        if m.kind != "embedder" or m.input_size is None:
+            raise ValueError(f"model {m.id!r} is not an image embedder")
+        self.model_id = m.id
+        self._manifest = m
+        self.flip_average = flip_average
+        self._net = cv2.dnn.readNetFromONNX(str(weights_path(m)))
+        self._input_name = self._first_input_name()
+        self._lock = threading.Lock()
+        probe = np.zeros((1, *m.input_size, 3), dtype=np.uint8)
+        self.dim = int(self._forward([probe[0]]).shape[1])
+        self.space = ScoreSpace()
+
+    def _first_input_name(self) -> str:
+        # SFace names its input "data"; other ArcFace exports use other names.
+        try:
+            names = self._net.getInputNames() if hasattr(self._net, "getInputNames") else []
+        except cv2.error:
+            names = []
+        return str(names[0]) if names else "data"
+
+    def _forward(self, crops: Sequence[NDArray[np.uint8]]) -> FloatArray:
+        norm = self._manifest.normalisation
+        blob = cv2.dnn.blobFromImages(
+            list(crops),
+            scalefactor=1.0 / norm.std,
+            size=self._manifest.input_size,
+            mean=(norm.mean, norm.mean, norm.mean),
+            swapRB=norm.channel_order == "RGB",
+            crop=False,
+        )
+        with self._lock:
+            self._net.setInput(blob, self._input_name)
+            out = self._net.forward()
+        return np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
+
+    def embed(self, image: NDArray[np.uint8], faces: Sequence[Face]) -> FloatArray:
+        if not faces:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        crops = [align_face(image, f.landmarks) for f in faces]
+        if not self.flip_average:
+            return l2_normalise(self._forward(crops))
+        both = self._forward(crops + [c[:, ::-1] for c in crops])
+        n = len(crops)
+        return l2_normalise(l2_normalise(both[:n]) + l2_normalise(both[n:]))
+
+
+class DlibEmbedder:
+    """dlib's ResNet (CC0) on chips aligned by dlib's 5-point predictor inside each box."""
+
+    def __init__(self) -> None:
+        import dlib  # imported here: loading dlib costs time and is not always needed
+
+        self.model_id = "dlib"
+        self.dim = 128
+        self.space = ScoreSpace()
+        self._dlib = dlib
+        self._shape = dlib.shape_predictor(str(weights_path(manifest("dlib-5pt"))))
+        self._net = dlib.face_recognition_model_v1(str(weights_path(manifest("dlib-resnet"))))
+        self._lock = threading.Lock()
+
+    def embed(self, image: NDArray[np.uint8], faces: Sequence[Face]) -> FloatArray:
+        if not faces:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rgb = np.ascontiguousarray(image[:, :, ::-1])
+        chips = []
+        for face in faces:
+            x1, y1, x2, y2 = (round(v) for v in face.bbox)
+            shape = self._shape(rgb, self._dlib.rectangle(x1, y1, x2, y2))
+            chips.append(self._dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
+        with self._lock:
+            vectors = self._net.compute_face_descriptor(chips)
+        return l2_normalise(np.array([np.asarray(v) for v in vectors]))
+
+
+class FusedEmbedder:
+    """SFace + dlib: the vector is both parts side by side; the score is a weighted sum of
+    each member's z-normalised cosine (statistics from calibration on LFW)."""
+
+    def __init__(
+        self, members: Sequence[Embedder], means: Sequence[float], stds: Sequence[float],
+        weights: Sequence[float], model_id: str = "fused",
+    ) -> None:
+        if not (len(members) == len(means) == len(stds) == len(weights)):
+            raise ValueError("members, means, stds and weights must have the same length")
+        self.model_id = model_id
+        self.members = list(members)
+        self.dim = sum(m.dim for m in members)
+        scale = np.concatenate(
+            [np.full(m.dim, w / s, dtype=np.float32) for m, w, s in zip(members, weights, stds, strict=True)]
+        )
+        offset = -float(sum(w * mu / s for w, mu, s in zip(weights, means, stds, strict=True)))
+        self.space = ScoreSpace(weights=scale, offset=offset)
+
+    def embed(self, image: NDArray[np.uint8], faces: Sequence[Face]) -> FloatArray:
+        return np.concatenate([m.embed(image, faces) for m in self.members], axis=1)

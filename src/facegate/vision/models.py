@@ -1,0 +1,46 @@
+"""Factories that load models once per process and reuse them (nothing loads at import)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+
+import cv2
+
+from facegate.vision.calibration import model_calibration
+from facegate.vision.detect import YuNetDetector
+from facegate.vision.embed import DlibEmbedder, Embedder, FusedEmbedder, OnnxDnnEmbedder
+from facegate.vision.registry import manifest
+
+MODEL_IDS = ("sface", "dlib", "fused")
+_lock = threading.RLock()  # get_embedder("fused") loads its members
+
+
+def single_thread() -> None:
+    """Pin OpenCV (and so detection and SFace) to one thread, for fair per-core figures."""
+    cv2.setNumThreads(1)
+
+
+@cache
+def get_detector(
+    score_threshold: float = 0.6, nms_threshold: float = 0.3, min_face_size: int = 20,
+    max_side: int = 1280,
+) -> YuNetDetector:
+    return YuNetDetector(score_threshold, nms_threshold, min_face_size, max_side)
+
+
+@cache
+def get_embedder(model_id: str, flip_average: bool = False) -> Embedder:
+    with _lock:
+        if model_id == "dlib":
+            return DlibEmbedder()
+        if model_id == "fused":
+            stats = model_calibration("fused")["fusion"]
+            members: list[Embedder] = [get_embedder("sface", flip_average), get_embedder("dlib")]
+            return FusedEmbedder(
+                members,
+                means=[stats["sface"]["impostor_mean"], stats["dlib"]["impostor_mean"]],
+                stds=[stats["sface"]["impostor_std"], stats["dlib"]["impostor_std"]],
+                weights=[stats["sface"]["weight"], stats["dlib"]["weight"]],
+            )
+        return OnnxDnnEmbedder(manifest(model_id), flip_average=flip_average)
