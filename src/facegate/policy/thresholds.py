@@ -38,7 +38,8 @@ def decide(match: Match, point: OperatingPoint, *, open_set: bool) -> Decision:
         raise ConfigError(
             f"match from model {match.model_id!r} judged at an operating point of {point.model_id!r}"
         )
-    if match.subject_id is not None and match.similarity >= point.threshold:
+    named = match.subject_id is not None or not open_set
+    if named and match.similarity >= point.threshold:
         return Decision(Verdict.MATCH, match, point, "similarity at or above the threshold")
     if open_set:
         unknown = Match(None, match.similarity, match.model_id)

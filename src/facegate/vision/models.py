@@ -16,6 +16,11 @@ MODEL_IDS = ("sface", "dlib", "fused")
 _lock = threading.RLock()  # get_embedder("fused") loads its members
 
 
+def quiet_opencv() -> None:
+    """OpenCV logs harmless DNN backend warnings on stderr; keep only errors."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def single_thread() -> None:
     """Pin OpenCV (and so detection and SFace) to one thread, for fair per-core figures."""
     cv2.setNumThreads(1)
@@ -26,11 +31,13 @@ def get_detector(
     score_threshold: float = 0.6, nms_threshold: float = 0.3, min_face_size: int = 20,
     max_side: int = 1280,
 ) -> YuNetDetector:
+    quiet_opencv()
     return YuNetDetector(score_threshold, nms_threshold, min_face_size, max_side)
 
 
 @cache
 def get_embedder(model_id: str, flip_average: bool = False) -> Embedder:
+    quiet_opencv()
     with _lock:
         if model_id == "dlib":
             return DlibEmbedder()

@@ -1,0 +1,55 @@
+"""Options shared by the gallery commands, and how they become Settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from facegate.config import Settings
+from facegate.recognition import FaceChoice
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the gallery lives [env: FACEGATE_DATA_DIR].", show_default=False),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="sface (default), dlib or fused [env: FACEGATE_MODEL].", show_default=False),
+]
+FmrOption = Annotated[
+    float | None,
+    typer.Option("--fmr", help="False-match rate: 1e-2, 1e-3 (default) or 1e-4 [env: FACEGATE_FMR].", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+FaceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--face",
+        help="Which face when a photo has several: 'largest' or an index (0 = largest).",
+        show_default=False,
+    ),
+]
+
+
+def build_settings(data_dir: Path | None, model: str | None, fmr: float | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if model is not None:
+        overrides["model"] = model
+    if fmr is not None:
+        overrides["fmr"] = fmr
+    return Settings(**overrides)
+
+
+def parse_face_choice(value: str | None) -> FaceChoice:
+    if value is None:
+        return None
+    if value == "largest":
+        return "largest"
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected 'largest' or a face index, got {value!r}") from None

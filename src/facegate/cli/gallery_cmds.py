@@ -1,0 +1,324 @@
+"""Gallery commands: detect, enroll, enroll-dir, identify, verify, compare, subjects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from facegate.cli.common import (
+    DataDirOption,
+    FaceOption,
+    FmrOption,
+    JsonOption,
+    ModelOption,
+    build_settings,
+    parse_face_choice,
+)
+from facegate.cli.output import console, err_console, print_json
+from facegate.cli.render import decision_view, face_result_view, face_view, subject_view
+from facegate.errors import FacegateError
+from facegate.recognition import EnrollResult, FaceRecognizer, Refusal
+from facegate.types import Verdict
+from facegate.vision.pipeline import FacePipeline
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+ImageArg = Annotated[Path, typer.Argument(help="An image file (JPEG, PNG, WebP or BMP).")]
+
+subjects_app = typer.Typer(no_args_is_help=True, help="List, show and remove enrolled subjects.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(detect)
+    app.command()(enroll)
+    app.command("enroll-dir")(enroll_dir)
+    app.command()(identify)
+    app.command()(verify)
+    app.command()(compare)
+    app.add_typer(subjects_app, name="subjects")
+
+
+def _open(data_dir: Path | None, model: str | None, fmr: float | None) -> FaceRecognizer:
+    return FaceRecognizer.open(build_settings(data_dir, model, fmr))
+
+
+def detect(
+    image: ImageArg,
+    out: Annotated[Path | None, typer.Option("--out", help="Write an annotated copy here.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Find every face in an image: boxes, landmarks, detector score and quality."""
+    settings = build_settings(None, None, None)
+    pipeline = FacePipeline(settings.model, settings.vision)
+    picture = pipeline.load(image)
+    faces = pipeline.detect(picture)
+    if out is not None:
+        annotated = picture.copy()
+        for i, face in enumerate(faces):
+            x1, y1, x2, y2 = (round(v) for v in face.bbox)
+            cv2.rectangle(annotated, (x1, y1), (x2, y2), (0, 200, 0), 2)
+            for x, y in face.landmarks:
+                cv2.circle(annotated, (round(float(x)), round(float(y))), 2, (0, 0, 255), -1)
+            label = f"{i} q={face.quality.score:.2f}" if face.quality else str(i)
+            cv2.putText(annotated, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1)
+        if not cv2.imwrite(str(out), annotated):
+            raise typer.BadParameter(f"could not write {out} (use a .png or .jpg name)")
+    if json_output:
+        print_json({"image": str(image), "faces": [face_view(f) for f in faces], "annotated": str(out) if out else None})
+        return
+    table = Table("#", "box (x1, y1, x2, y2)", "score", "quality", "reasons", title=f"{len(faces)} face(s) in {image.name}")
+    for i, face in enumerate(faces):
+        q = face.quality
+        table.add_row(str(i), ", ".join(f"{v:.0f}" for v in face.bbox), f"{face.score:.2f}",
+                      f"{q.score:.2f}" if q else "", "; ".join(q.reasons) if q else "")
+    console.print(table)
+    if out is not None:
+        console.print(f"annotated image written to {out}")
+
+
+def _print_refusals(refused: list[Refusal]) -> None:
+    for r in refused:
+        err_console.print(f"[yellow]refused[/] {r.source}: {r.message}")
+
+
+def enroll(
+    name: Annotated[str, typer.Argument(help="The person's display name (an existing name adds photos).")],
+    images: Annotated[list[Path], typer.Argument(help="One or more photos of this person only.")],
+    external_id: Annotated[str | None, typer.Option(help="Your own unique key for this person.")] = None,
+    new: Annotated[bool, typer.Option("--new", help="Always create a new subject, even if the name exists.")] = False,
+    keep_going: Annotated[bool, typer.Option("--keep-going", help="Enroll the usable photos and report the others.")] = False,
+    face: FaceOption = None,
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Enroll a consenting person from one or more photos (all or nothing unless --keep-going)."""
+    recognizer = _open(data_dir, model, None)
+    existing = None
+    if not new:
+        matches = recognizer.gallery.store.find_subjects(display_name=name)
+        if external_id is not None:
+            matches = recognizer.gallery.store.find_subjects(external_id=external_id)
+        existing = matches[0] if len(matches) == 1 else None
+        if len(matches) > 1:
+            raise typer.BadParameter(f"{len(matches)} subjects are named {name!r}: use --external-id or --new")
+    result = recognizer.enroll(
+        name, images, external_id=external_id, face=parse_face_choice(face),
+        strict=not keep_going, subject=existing,
+    )
+    _report_enroll(result, json_output)
+
+
+def _report_enroll(result: EnrollResult, json_output: bool) -> None:
+    if json_output:
+        print_json({
+            "subject": subject_view(result.subject),
+            "created": result.created,
+            "templates": [{"id": t.id, "source": t.source, "quality": t.quality} for t in result.templates],
+            "refused": [_refusal_view(r) for r in result.refused],
+        })
+        return
+    verb = "enrolled" if result.created else "added photos to"
+    console.print(f"[green]{verb}[/] {result.subject.display_name} ({result.subject.id}): {len(result.templates)} template(s)")
+    _print_refusals(result.refused)
+
+
+def _refusal_view(r: Refusal) -> dict[str, object]:
+    return {"source": r.source, "code": r.code, "message": r.message, "reasons": list(r.reasons)}
+
+
+def enroll_dir(
+    directory: Annotated[Path, typer.Argument(help="One sub-folder per person, named after them.", exists=True, file_okay=False)],
+    max_photos: Annotated[int, typer.Option(min=1, help="Use at most this many photos per person (sorted by name).")] = 5,
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Enroll every person folder in DIR. Resumable: folders already enrolled are skipped.
+
+    Each person is written in one transaction, so an interrupted run loses nothing and the
+    next run carries on where it stopped.
+    """
+    recognizer = _open(data_dir, model, None)
+    folders = sorted(p for p in directory.iterdir() if p.is_dir())
+    enrolled, skipped, failed = 0, 0, []
+    refused: list[dict[str, object]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=json_output) as progress:
+        task = progress.add_task("enrolling", total=len(folders))
+        for folder in folders:
+            progress.update(task, description=f"enrolling {folder.name[:30]}")
+            if recognizer.gallery.store.find_subjects(external_id=folder.name):
+                skipped += 1
+                progress.advance(task)
+                continue
+            photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max_photos]
+            name = folder.name.replace("_", " ")
+            try:
+                if not photos:
+                    raise FileNotFoundError("no image files in the folder")
+                result = recognizer.enroll(name, photos, external_id=folder.name, strict=False)
+                enrolled += 1
+                refused += [{"person": folder.name, **_refusal_view(r)} for r in result.refused]
+            except (FacegateError, FileNotFoundError) as error:
+                code = getattr(error, "code", "no_images")
+                failed.append({"person": folder.name, "code": code, "message": str(error)})
+            progress.advance(task)
+    summary = {"folders": len(folders), "enrolled": enrolled, "skipped_already_enrolled": skipped,
+               "failed": failed, "refused_photos": refused}
+    if json_output:
+        print_json(summary)
+        return
+    console.print(f"[green]{enrolled} enrolled[/], {skipped} already enrolled, {len(failed)} not enrolled, "
+                  f"{len(refused)} photo(s) refused")
+    if failed or refused:
+        table = Table("person", "photo", "why", title="Not used")
+        for f in failed:
+            table.add_row(str(f["person"]), "(all)", str(f["message"]))
+        for r in refused:
+            table.add_row(str(r["person"]), str(r["source"]), str(r["message"]))
+        console.print(table)
+
+
+def identify(
+    image: ImageArg,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=100, help="Candidates per face.")] = None,
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    fmr: FmrOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """1:N: who is each face in the image? Below the operating point the answer is 'unknown'."""
+    recognizer = _open(data_dir, model, fmr)
+    results = recognizer.identify(image, top_k)
+    names = {c.subject_id: c.display_name for r in results for c in r.candidates}
+    point = recognizer.operating_point
+    if json_output:
+        print_json({"image": str(image), "model": recognizer.model_id, "operating_point": point.as_dict(),
+                    "faces": [face_result_view(r, names) for r in results]})
+        return
+    table = Table("#", "box", "answer", "similarity", "quality", "runner-up",
+                  title=f"{len(results)} face(s); {point.model_id} at FMR {point.fmr:g} (threshold {point.threshold:.3f})")
+    for i, r in enumerate(results):
+        sid = r.decision.match.subject_id
+        answer = f"[green]{names[sid]}[/]" if sid else "[yellow]unknown[/]"
+        runner = f"{r.candidates[1].display_name} {r.candidates[1].similarity:.3f}" if len(r.candidates) > 1 else ""
+        table.add_row(str(i), ", ".join(f"{v:.0f}" for v in r.face.bbox), answer,
+                      f"{r.decision.match.similarity:.3f}", f"{r.face.quality.score:.2f}" if r.face.quality else "", runner)
+    console.print(table)
+
+
+def verify(
+    subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
+    image: ImageArg,
+    face: FaceOption = "largest",
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    fmr: FmrOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """1:1: is this the enrolled person? Exit code 0 for a match, 1 for no match."""
+    recognizer = _open(data_dir, model, fmr)
+    found, decision = recognizer.verify(subject, image, parse_face_choice(face))
+    if json_output:
+        print_json({"subject": subject_view(found), **decision_view(decision)})
+    else:
+        colour = "green" if decision.verdict is Verdict.MATCH else "red"
+        point = decision.operating_point
+        console.print(f"[{colour}]{decision.verdict.value}[/] {found.display_name}: similarity "
+                      f"{decision.match.similarity:.3f}, threshold {point.threshold:.3f} ({point.model_id}, FMR {point.fmr:g})")
+    raise typer.Exit(0 if decision.verdict is Verdict.MATCH else 1)
+
+
+def compare(
+    image_a: ImageArg,
+    image_b: ImageArg,
+    face: FaceOption = "largest",
+    model: ModelOption = None,
+    fmr: FmrOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """1:1 between two photos (no gallery). Exit code 0 for the same person, 1 otherwise."""
+    settings = build_settings(None, model, fmr)
+    from facegate.gallery.gallery import Gallery
+    from facegate.gallery.sqlite_store import SQLiteStore
+
+    recognizer = FaceRecognizer(settings, Gallery(SQLiteStore(Path(":memory:"))))
+    decision = recognizer.compare(image_a, image_b, parse_face_choice(face))
+    if json_output:
+        print_json({"image_a": str(image_a), "image_b": str(image_b), **decision_view(decision)})
+    else:
+        same = decision.verdict is Verdict.MATCH
+        point = decision.operating_point
+        console.print(f"[{'green' if same else 'red'}]{'same person' if same else 'different people'}[/]: similarity "
+                      f"{decision.match.similarity:.3f}, threshold {point.threshold:.3f} ({point.model_id}, FMR {point.fmr:g})")
+    raise typer.Exit(0 if decision.verdict is Verdict.MATCH else 1)
+
+
+@subjects_app.command("list")
+def subjects_list(
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List enrolled subjects."""
+    recognizer = _open(data_dir, None, None)
+    store = recognizer.gallery.store
+    subjects = store.list_subjects(limit, offset)
+    if json_output:
+        print_json({"total": store.count_subjects(), "subjects": [subject_view(s) for s in subjects]})
+        return
+    table = Table("id", "name", "external id", "templates", title=f"{store.count_subjects()} subject(s)")
+    for s in subjects:
+        table.add_row(s.id, s.display_name, s.external_id or "", str(len(store.subject_templates(s.id))))
+    console.print(table)
+
+
+@subjects_app.command("show")
+def subjects_show(
+    subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show one subject and its templates (never the embeddings)."""
+    recognizer = _open(data_dir, None, None)
+    found = recognizer.gallery.resolve(subject)
+    view = subject_view(found, recognizer.gallery.store.subject_templates(found.id))
+    if json_output:
+        print_json(view)
+        return
+    console.print(f"[bold]{found.display_name}[/] ({found.id}) external id: {found.external_id or '-'}")
+    table = Table("template", "model", "quality", "source", "created")
+    for t in view["templates"]:
+        table.add_row(t["id"], t["model_id"], f"{t['quality']:.2f}", t["source"] or "", t["created_at"])
+    console.print(table)
+
+
+@subjects_app.command("remove")
+def subjects_remove(
+    subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
+    template: Annotated[str | None, typer.Option("--template", help="Remove only this template.")] = None,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove a subject and all their templates (or one template)."""
+    recognizer = _open(data_dir, None, None)
+    found = recognizer.gallery.resolve(subject)
+    if template is not None:
+        owned = {t.id for t in recognizer.gallery.store.subject_templates(found.id)}
+        if template not in owned:
+            raise typer.BadParameter(f"template {template} does not belong to {found.display_name}")
+        recognizer.gallery.remove_template(template)
+        removed = 1
+    else:
+        removed = recognizer.gallery.remove_subject(found.id)
+    if json_output:
+        print_json({"subject_id": found.id, "removed_templates": removed, "subject_removed": template is None})
+    else:
+        what = "template" if template else f"{found.display_name} and {removed} template(s)"
+        console.print(f"removed {what}")

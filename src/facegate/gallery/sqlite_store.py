@@ -1,0 +1,219 @@
+"""SQLite (WAL) store through SQLAlchemy Core: the embedded default.
+
+Each public method runs in one transaction, so a crash (even ``kill -9``) leaves either
+the whole subject with its templates or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine, Row
+
+from facegate.errors import DuplicateSubjectError, UnknownSubjectError, UnknownTemplateError
+from facegate.gallery.records import Subject, Template
+
+metadata = MetaData()
+
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("display_name", String(200), nullable=False, index=True),
+    Column("external_id", String(200), unique=True),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian
+    Column("dim", Float, nullable=False),
+    Column("quality", Float, nullable=False),
+    Column("source", String(500)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_templates_subject", "subject_id"),
+    Index("ix_templates_model", "model_id"),
+)
+
+
+def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything we store is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.engine: Engine = create_engine(f"sqlite:///{path}", future=True)
+        event.listen(self.engine, "connect", _set_pragmas)
+        metadata.create_all(self.engine)
+
+    # --- conversions --------------------------------------------------------------
+    @staticmethod
+    def _subject(row: Row[Any]) -> Subject:
+        meta = row.metadata if isinstance(row.metadata, dict) else json.loads(row.metadata or "{}")
+        return Subject(
+            id=row.id,
+            display_name=row.display_name,
+            external_id=row.external_id,
+            metadata=meta,
+            created_at=_utc(row.created_at),
+        )
+
+    @staticmethod
+    def _template(row: Row[Any]) -> Template:
+        return Template(
+            id=row.id,
+            subject_id=row.subject_id,
+            model_id=row.model_id,
+            embedding=np.frombuffer(row.embedding, dtype="<f4").astype(np.float32),
+            quality=row.quality,
+            created_at=_utc(row.created_at),
+            source=row.source,
+        )
+
+    @staticmethod
+    def _template_values(t: Template) -> dict[str, Any]:
+        return {
+            "id": t.id,
+            "subject_id": t.subject_id,
+            "model_id": t.model_id,
+            "embedding": t.embedding.astype("<f4").tobytes(),
+            "dim": t.embedding.shape[0],
+            "quality": t.quality,
+            "source": t.source,
+            "created_at": t.created_at,
+        }
+
+    # --- writes ------------------------------------------------------------------------
+    def add_subject(self, subject: Subject, new_templates: Sequence[Template]) -> None:
+        with self.engine.begin() as conn:
+            if subject.external_id is not None:
+                taken = conn.execute(
+                    select(subjects.c.id).where(subjects.c.external_id == subject.external_id)
+                ).first()
+                if taken:
+                    raise DuplicateSubjectError(
+                        f"a subject with external id {subject.external_id!r} already exists"
+                    )
+            conn.execute(
+                insert(subjects).values(
+                    id=subject.id,
+                    display_name=subject.display_name,
+                    external_id=subject.external_id,
+                    metadata=subject.metadata,
+                    created_at=subject.created_at,
+                )
+            )
+            if new_templates:
+                conn.execute(insert(templates), [self._template_values(t) for t in new_templates])
+
+    def add_templates(self, new_templates: Sequence[Template]) -> None:
+        if not new_templates:
+            return
+        with self.engine.begin() as conn:
+            for subject_id in {t.subject_id for t in new_templates}:
+                if not conn.execute(select(subjects.c.id).where(subjects.c.id == subject_id)).first():
+                    raise UnknownSubjectError(f"no subject with id {subject_id!r}")
+            conn.execute(insert(templates), [self._template_values(t) for t in new_templates])
+
+    def remove_subject(self, subject_id: str) -> int:
+        with self.engine.begin() as conn:
+            if not conn.execute(select(subjects.c.id).where(subjects.c.id == subject_id)).first():
+                raise UnknownSubjectError(f"no subject with id {subject_id!r}")
+            removed = conn.execute(delete(templates).where(templates.c.subject_id == subject_id))
+            conn.execute(delete(subjects).where(subjects.c.id == subject_id))
+            return int(removed.rowcount or 0)
+
+    def remove_template(self, template_id: str) -> Template:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(templates).where(templates.c.id == template_id)).first()
+            if row is None:
+                raise UnknownTemplateError(f"no template with id {template_id!r}")
+            conn.execute(delete(templates).where(templates.c.id == template_id))
+            return self._template(row)
+
+    # --- reads -------------------------------------------------------------------------
+    def get_subject(self, subject_id: str) -> Subject | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subjects).where(subjects.c.id == subject_id)).first()
+        return self._subject(row) if row else None
+
+    def find_subjects(
+        self, *, display_name: str | None = None, external_id: str | None = None
+    ) -> list[Subject]:
+        query = select(subjects).order_by(subjects.c.created_at)
+        if display_name is not None:
+            query = query.where(subjects.c.display_name == display_name)
+        if external_id is not None:
+            query = query.where(subjects.c.external_id == external_id)
+        with self.engine.connect() as conn:
+            return [self._subject(r) for r in conn.execute(query)]
+
+    def list_subjects(self, limit: int = 100, offset: int = 0) -> list[Subject]:
+        query = select(subjects).order_by(subjects.c.display_name, subjects.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset))
+            return [self._subject(r) for r in rows]
+
+    def count_subjects(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(subjects)).scalar_one())
+
+    def subject_templates(self, subject_id: str) -> list[Template]:
+        query = select(templates).where(templates.c.subject_id == subject_id)
+        with self.engine.connect() as conn:
+            return [self._template(r) for r in conn.execute(query.order_by(templates.c.created_at))]
+
+    def iter_templates(self, model_id: str) -> Iterator[Template]:
+        query = select(templates).where(templates.c.model_id == model_id).order_by(templates.c.id)
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                yield self._template(row)
+
+    def template_counts(self) -> dict[str, int]:
+        query = select(templates.c.model_id, func.count()).group_by(templates.c.model_id)
+        with self.engine.connect() as conn:
+            return {str(m): int(n) for m, n in conn.execute(query)}
+
+    def close(self) -> None:
+        self.engine.dispose()

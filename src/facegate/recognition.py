@@ -1,0 +1,261 @@
+"""The recognition API: enroll, identify (1:N, open-set), verify (1:1), compare.
+
+It joins the vision pipeline, the gallery and the operating point. Every answer reports
+the similarity and the operating point used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facegate.config import Settings
+from facegate.errors import (
+    EmptyGalleryError,
+    FacegateError,
+    LowQualityError,
+    ModelMismatchError,
+    MultipleFacesError,
+    NoFaceError,
+)
+from facegate.gallery.gallery import Gallery
+from facegate.gallery.records import Subject, Template, new_id
+from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.policy.thresholds import decide, operating_point
+from facegate.types import Candidate, Decision, Face, Match, OperatingPoint, Verdict
+from facegate.vision.pipeline import FacePipeline
+
+ImageInput = bytes | Path
+FaceChoice = Literal["largest"] | int | None
+MIN_PROBE_QUALITY = 0.15  # below this a probe is answered "unknown" rather than guessed
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An enrollment photo that was not used, and why."""
+
+    source: str
+    code: str
+    message: str
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def from_error(cls, source: str, error: FacegateError) -> Refusal:
+        return cls(source, error.code, str(error), getattr(error, "reasons", ()))
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollResult:
+    subject: Subject
+    created: bool
+    templates: list[Template]
+    refused: list[Refusal] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """One probe face in a 1:N search: its candidates and the open-set decision."""
+
+    face: Face
+    candidates: list[Candidate]
+    decision: Decision
+
+
+def _source_name(item: ImageInput) -> str:
+    return Path(item).name if isinstance(item, Path) else "upload"
+
+
+def pick_face(faces: Sequence[Face], choice: FaceChoice) -> Face:
+    """One face out of a detection: refuse none, and several unless the caller chose."""
+    if not faces:
+        raise NoFaceError("no face was found in the image")
+    if isinstance(choice, int) and not isinstance(choice, bool):
+        if not 0 <= choice < len(faces):
+            raise MultipleFacesError(
+                f"face index {choice} is out of range: {len(faces)} face(s) found (largest first)",
+                len(faces),
+            )
+        return faces[choice]
+    if len(faces) > 1 and choice != "largest":
+        raise MultipleFacesError(
+            f"{len(faces)} faces were found; choose one (largest first, or 'largest')", len(faces)
+        )
+    return faces[0]  # faces come largest first
+
+
+class FaceRecognizer:
+    def __init__(
+        self, settings: Settings, gallery: Gallery, pipeline: FacePipeline | None = None
+    ) -> None:
+        self.settings = settings
+        self.gallery = gallery
+        self.pipeline = pipeline or FacePipeline(settings.model, settings.vision)
+        self.model_id = self.pipeline.model_id
+
+    @classmethod
+    def open(cls, settings: Settings) -> FaceRecognizer:
+        """The embedded default: SQLite in ``settings.data_dir``."""
+        return cls(settings, Gallery(SQLiteStore(settings.db_path)))
+
+    def close(self) -> None:
+        self.gallery.store.close()
+
+    @property
+    def operating_point(self) -> OperatingPoint:
+        return operating_point(self.model_id, self.settings.fmr)
+
+    # --- images --------------------------------------------------------------------------
+    def load(self, item: ImageInput) -> NDArray[np.uint8]:
+        if isinstance(item, Path):
+            return self.pipeline.load(item)
+        return self.pipeline.decode(item)
+
+    def _one_face(self, item: ImageInput, choice: FaceChoice) -> tuple[Face, int]:
+        image = self.load(item)
+        faces = self.pipeline.detect(image)
+        face = pick_face(faces, choice)
+        return self.pipeline.embed(image, [face])[0], len(faces)
+
+    # --- enroll ----------------------------------------------------------------------------
+    def prepare_template(
+        self, item: ImageInput, subject_id: str, choice: FaceChoice = None
+    ) -> Template:
+        """Decode, detect, check quality and embed one enrollment photo (writes nothing)."""
+        face, _ = self._one_face(item, choice)
+        assert face.quality is not None and face.embedding is not None
+        if face.quality.score < self.settings.gallery.min_enroll_quality:
+            reasons = face.quality.reasons or ("below the minimum quality",)
+            raise LowQualityError(
+                f"face quality {face.quality.score:.2f} is below the enrollment minimum "
+                f"{self.settings.gallery.min_enroll_quality:.2f}: {'; '.join(reasons)}",
+                face.quality.score,
+                reasons,
+            )
+        return Template(
+            id=new_id(),
+            subject_id=subject_id,
+            model_id=self.model_id,
+            embedding=face.embedding,
+            quality=face.quality.score,
+            source=_source_name(item),
+        )
+
+    def enroll(
+        self,
+        name: str,
+        images: Sequence[ImageInput],
+        *,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        face: FaceChoice = None,
+        strict: bool = True,
+        subject: Subject | None = None,
+    ) -> EnrollResult:
+        """Enroll photos for a new subject (or ``subject``), in one transaction.
+
+        ``strict``: any refused photo raises its error and nothing is written. Otherwise the
+        usable photos are enrolled and the others reported; if none is usable, the first
+        error is raised and nothing is written.
+        """
+        if not images:
+            raise ValueError("give at least one image")
+        target = subject or Subject(
+            id=new_id(), display_name=name, external_id=external_id, metadata=metadata or {}
+        )
+        prepared: list[Template] = []
+        refused: list[Refusal] = []
+        first_error: FacegateError | None = None
+        for item in images:
+            try:
+                prepared.append(self.prepare_template(item, target.id, face))
+            except FacegateError as error:
+                if strict:
+                    raise
+                first_error = first_error or error
+                refused.append(Refusal.from_error(_source_name(item), error))
+        if not prepared:
+            assert first_error is not None
+            raise first_error
+        if subject is None:
+            self.gallery.add_subject(target, prepared)
+        else:
+            self.gallery.add_templates(prepared)
+        return EnrollResult(target, subject is None, prepared, refused)
+
+    # --- recognise -------------------------------------------------------------------------
+    def _check_gallery(self) -> None:
+        counts = self.gallery.store.template_counts()
+        if counts.get(self.model_id, 0):
+            return
+        if counts:
+            others = ", ".join(f"{m} ({n})" for m, n in sorted(counts.items()))
+            raise ModelMismatchError(
+                f"the gallery has no templates for model {self.model_id!r}, only for {others}; "
+                "use that model or enroll again with this one"
+            )
+        raise EmptyGalleryError("the gallery is empty; enroll someone first")
+
+    def identify(self, item: ImageInput, top_k: int | None = None) -> list[FaceResult]:
+        """1:N for every face in the image (largest first). Empty list: no face found."""
+        self._check_gallery()
+        k = top_k or self.settings.gallery.top_k
+        point = self.operating_point
+        image = self.load(item)
+        faces = self.pipeline.analyze(image)
+        results = []
+        for face in faces:
+            assert face.embedding is not None and face.quality is not None
+            candidates = self.gallery.search(
+                self.model_id, face.embedding, self.pipeline.embedder.space, k
+            )
+            best = candidates[0] if candidates else None
+            match = Match(
+                best.subject_id if best else None,
+                best.similarity if best else float("-inf"),
+                self.model_id,
+            )
+            decision = decide(match, point, open_set=True)
+            if face.quality.score < MIN_PROBE_QUALITY and decision.verdict is Verdict.MATCH:
+                why = "; ".join(face.quality.reasons) or "low quality"
+                decision = Decision(
+                    Verdict.UNKNOWN,
+                    Match(None, match.similarity, self.model_id),
+                    point,
+                    f"probe quality {face.quality.score:.2f} too low to name anyone: {why}",
+                )
+            results.append(FaceResult(face, candidates, decision))
+        return results
+
+    def verify(
+        self, subject_ref: str, item: ImageInput, face: FaceChoice = "largest"
+    ) -> tuple[Subject, Decision]:
+        """1:1: is the face in the image the subject? Scores the subject's best template."""
+        subject = self.gallery.resolve(subject_ref)
+        templates = self.gallery.subject_templates(subject.id, self.model_id)
+        if not templates:
+            raise ModelMismatchError(
+                f"subject {subject.display_name!r} has no templates for model {self.model_id!r}"
+            )
+        probe, _ = self._one_face(item, face)
+        assert probe.embedding is not None
+        scores = self.pipeline.embedder.space.score(
+            probe.embedding, np.stack([t.embedding for t in templates])
+        )
+        match = Match(subject.id, round(float(scores.max()), 6), self.model_id)
+        return subject, decide(match, self.operating_point, open_set=False)
+
+    def compare(
+        self, item_a: ImageInput, item_b: ImageInput, face: FaceChoice = "largest"
+    ) -> Decision:
+        """1:1 between two photos: same person or not, at the operating point."""
+        face_a, _ = self._one_face(item_a, face)
+        face_b, _ = self._one_face(item_b, face)
+        assert face_a.embedding is not None and face_b.embedding is not None
+        score = float(self.pipeline.embedder.space.score(face_a.embedding, face_b.embedding)[0])
+        match = Match(None, round(score, 6), self.model_id)
+        return decide(match, self.operating_point, open_set=False)
