@@ -26,14 +26,20 @@ class VisionSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_pixels: int = Field(
-        40_000_000, ge=1, description="Refuse images with more pixels than this (read from the header)."
+        40_000_000,
+        ge=1,
+        description="Refuse images with more pixels than this (read from the header).",
     )
-    max_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Refuse encoded images larger than this.")
+    max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, description="Refuse encoded images larger than this."
+    )
     detection_threshold: float = Field(0.6, gt=0, lt=1, description="YuNet face score threshold.")
     nms_threshold: float = Field(0.3, gt=0, lt=1, description="YuNet non-maximum suppression IoU.")
     min_face_size: int = Field(20, ge=1, description="Ignore faces narrower than this many pixels.")
     max_detection_side: int = Field(
-        1280, ge=64, description="Images are downscaled so the longer side is at most this for detection."
+        1280,
+        ge=64,
+        description="Images are downscaled so the longer side is at most this for detection.",
     )
     flip_average: bool = Field(
         False, description="Average SFace embeddings of the face and its mirror (2x the cost)."

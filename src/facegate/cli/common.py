@@ -12,15 +12,23 @@ from facegate.recognition import FaceChoice
 
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Where the gallery lives [env: FACEGATE_DATA_DIR].", show_default=False),
+    typer.Option(
+        "--data-dir", help="Where the gallery lives [env: FACEGATE_DATA_DIR].", show_default=False
+    ),
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", help="sface (default), dlib or fused [env: FACEGATE_MODEL].", show_default=False),
+    typer.Option(
+        "--model", help="sface (default), dlib or fused [env: FACEGATE_MODEL].", show_default=False
+    ),
 ]
 FmrOption = Annotated[
     float | None,
-    typer.Option("--fmr", help="False-match rate: 1e-2, 1e-3 (default) or 1e-4 [env: FACEGATE_FMR].", show_default=False),
+    typer.Option(
+        "--fmr",
+        help="False-match rate: 1e-2, 1e-3 (default) or 1e-4 [env: FACEGATE_FMR].",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 FaceOption = Annotated[

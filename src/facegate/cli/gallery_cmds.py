@@ -23,10 +23,11 @@ from facegate.cli.output import console, err_console, print_json
 from facegate.cli.render import decision_view, face_result_view, face_view, subject_view
 from facegate.errors import FacegateError
 from facegate.recognition import EnrollResult, FaceRecognizer, Refusal
-from facegate.types import Verdict
+from facegate.types import OperatingPoint, Verdict
 from facegate.vision.pipeline import FacePipeline
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm"}
 ImageArg = Annotated[Path, typer.Argument(help="An image file (JPEG, PNG, WebP or BMP).")]
 
 subjects_app = typer.Typer(no_args_is_help=True, help="List, show and remove enrolled subjects.")
@@ -40,6 +41,10 @@ def register(app: typer.Typer) -> None:
     app.command()(verify)
     app.command()(compare)
     app.add_typer(subjects_app, name="subjects")
+
+
+def _point_text(point: OperatingPoint) -> str:
+    return f"threshold {point.threshold:.3f} ({point.model_id} at FMR {point.fmr:g})"
 
 
 def _open(data_dir: Path | None, model: str | None, fmr: float | None) -> FaceRecognizer:
@@ -64,17 +69,43 @@ def detect(
             for x, y in face.landmarks:
                 cv2.circle(annotated, (round(float(x)), round(float(y))), 2, (0, 0, 255), -1)
             label = f"{i} q={face.quality.score:.2f}" if face.quality else str(i)
-            cv2.putText(annotated, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1)
+            cv2.putText(
+                annotated,
+                label,
+                (x1, max(12, y1 - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (0, 200, 0),
+                1,
+            )
         if not cv2.imwrite(str(out), annotated):
             raise typer.BadParameter(f"could not write {out} (use a .png or .jpg name)")
     if json_output:
-        print_json({"image": str(image), "faces": [face_view(f) for f in faces], "annotated": str(out) if out else None})
+        print_json(
+            {
+                "image": str(image),
+                "faces": [face_view(f) for f in faces],
+                "annotated": str(out) if out else None,
+            }
+        )
         return
-    table = Table("#", "box (x1, y1, x2, y2)", "score", "quality", "reasons", title=f"{len(faces)} face(s) in {image.name}")
+    table = Table(
+        "#",
+        "box (x1, y1, x2, y2)",
+        "score",
+        "quality",
+        "reasons",
+        title=f"{len(faces)} face(s) in {image.name}",
+    )
     for i, face in enumerate(faces):
         q = face.quality
-        table.add_row(str(i), ", ".join(f"{v:.0f}" for v in face.bbox), f"{face.score:.2f}",
-                      f"{q.score:.2f}" if q else "", "; ".join(q.reasons) if q else "")
+        table.add_row(
+            str(i),
+            ", ".join(f"{v:.0f}" for v in face.bbox),
+            f"{face.score:.2f}",
+            f"{q.score:.2f}" if q else "",
+            "; ".join(q.reasons) if q else "",
+        )
     console.print(table)
     if out is not None:
         console.print(f"annotated image written to {out}")
@@ -86,11 +117,19 @@ def _print_refusals(refused: list[Refusal]) -> None:
 
 
 def enroll(
-    name: Annotated[str, typer.Argument(help="The person's display name (an existing name adds photos).")],
+    name: Annotated[
+        str, typer.Argument(help="The person's display name (an existing name adds photos).")
+    ],
     images: Annotated[list[Path], typer.Argument(help="One or more photos of this person only.")],
-    external_id: Annotated[str | None, typer.Option(help="Your own unique key for this person.")] = None,
-    new: Annotated[bool, typer.Option("--new", help="Always create a new subject, even if the name exists.")] = False,
-    keep_going: Annotated[bool, typer.Option("--keep-going", help="Enroll the usable photos and report the others.")] = False,
+    external_id: Annotated[
+        str | None, typer.Option(help="Your own unique key for this person.")
+    ] = None,
+    new: Annotated[
+        bool, typer.Option("--new", help="Always create a new subject, even if the name exists.")
+    ] = False,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going", help="Enroll the usable photos and report the others.")
+    ] = False,
     face: FaceOption = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
@@ -105,25 +144,38 @@ def enroll(
             matches = recognizer.gallery.store.find_subjects(external_id=external_id)
         existing = matches[0] if len(matches) == 1 else None
         if len(matches) > 1:
-            raise typer.BadParameter(f"{len(matches)} subjects are named {name!r}: use --external-id or --new")
+            raise typer.BadParameter(
+                f"{len(matches)} subjects are named {name!r}: use --external-id or --new"
+            )
     result = recognizer.enroll(
-        name, images, external_id=external_id, face=parse_face_choice(face),
-        strict=not keep_going, subject=existing,
+        name,
+        images,
+        external_id=external_id,
+        face=parse_face_choice(face),
+        strict=not keep_going,
+        subject=existing,
     )
     _report_enroll(result, json_output)
 
 
 def _report_enroll(result: EnrollResult, json_output: bool) -> None:
     if json_output:
-        print_json({
-            "subject": subject_view(result.subject),
-            "created": result.created,
-            "templates": [{"id": t.id, "source": t.source, "quality": t.quality} for t in result.templates],
-            "refused": [_refusal_view(r) for r in result.refused],
-        })
+        print_json(
+            {
+                "subject": subject_view(result.subject),
+                "created": result.created,
+                "templates": [
+                    {"id": t.id, "source": t.source, "quality": t.quality} for t in result.templates
+                ],
+                "refused": [_refusal_view(r) for r in result.refused],
+            }
+        )
         return
     verb = "enrolled" if result.created else "added photos to"
-    console.print(f"[green]{verb}[/] {result.subject.display_name} ({result.subject.id}): {len(result.templates)} template(s)")
+    console.print(
+        f"[green]{verb}[/] {result.subject.display_name} ({result.subject.id}): "
+        f"{len(result.templates)} template(s)"
+    )
     _print_refusals(result.refused)
 
 
@@ -132,8 +184,15 @@ def _refusal_view(r: Refusal) -> dict[str, object]:
 
 
 def enroll_dir(
-    directory: Annotated[Path, typer.Argument(help="One sub-folder per person, named after them.", exists=True, file_okay=False)],
-    max_photos: Annotated[int, typer.Option(min=1, help="Use at most this many photos per person (sorted by name).")] = 5,
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="One sub-folder per person, named after them.", exists=True, file_okay=False
+        ),
+    ],
+    max_photos: Annotated[
+        int, typer.Option(min=1, help="Use at most this many photos per person (sorted by name).")
+    ] = 5,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
     json_output: JsonOption = False,
@@ -147,8 +206,14 @@ def enroll_dir(
     folders = sorted(p for p in directory.iterdir() if p.is_dir())
     enrolled, skipped, failed = 0, 0, []
     refused: list[dict[str, object]] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=json_output) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=json_output,
+    ) as progress:
         task = progress.add_task("enrolling", total=len(folders))
         for folder in folders:
             progress.update(task, description=f"enrolling {folder.name[:30]}")
@@ -156,7 +221,9 @@ def enroll_dir(
                 skipped += 1
                 progress.advance(task)
                 continue
-            photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:max_photos]
+            photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[
+                :max_photos
+            ]
             name = folder.name.replace("_", " ")
             try:
                 if not photos:
@@ -168,13 +235,20 @@ def enroll_dir(
                 code = getattr(error, "code", "no_images")
                 failed.append({"person": folder.name, "code": code, "message": str(error)})
             progress.advance(task)
-    summary = {"folders": len(folders), "enrolled": enrolled, "skipped_already_enrolled": skipped,
-               "failed": failed, "refused_photos": refused}
+    summary = {
+        "folders": len(folders),
+        "enrolled": enrolled,
+        "skipped_already_enrolled": skipped,
+        "failed": failed,
+        "refused_photos": refused,
+    }
     if json_output:
         print_json(summary)
         return
-    console.print(f"[green]{enrolled} enrolled[/], {skipped} already enrolled, {len(failed)} not enrolled, "
-                  f"{len(refused)} photo(s) refused")
+    console.print(
+        f"[green]{enrolled} enrolled[/], {skipped} already enrolled, {len(failed)} not enrolled, "
+        f"{len(refused)} photo(s) refused"
+    )
     if failed or refused:
         table = Table("person", "photo", "why", title="Not used")
         for f in failed:
@@ -184,9 +258,32 @@ def enroll_dir(
         console.print(table)
 
 
+def read_video_frame(path: Path, index: int) -> bytes:
+    """One frame of a local video file, as PNG bytes (then decoded like any upload)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise typer.BadParameter(f"{path} could not be opened as a video")
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = capture.read()
+    finally:
+        capture.release()
+    if not ok:
+        raise typer.BadParameter(f"{path} has no frame {index}")
+    encoded_ok, png = cv2.imencode(".png", frame)
+    if not encoded_ok:
+        raise typer.BadParameter(f"frame {index} of {path} could not be encoded")
+    return png.tobytes()
+
+
 def identify(
-    image: ImageArg,
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=100, help="Candidates per face.")] = None,
+    image: Annotated[Path, typer.Argument(help="An image file, or a video file with --frame.")],
+    frame: Annotated[
+        int | None, typer.Option("--frame", min=0, help="For a video: which frame (0 = first).")
+    ] = None,
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", min=1, max=100, help="Candidates per face.")
+    ] = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
     fmr: FmrOption = None,
@@ -194,21 +291,48 @@ def identify(
 ) -> None:
     """1:N: who is each face in the image? Below the operating point the answer is 'unknown'."""
     recognizer = _open(data_dir, model, fmr)
-    results = recognizer.identify(image, top_k)
+    is_video = image.suffix.lower() in VIDEO_SUFFIXES
+    if frame is not None or is_video:
+        results = recognizer.identify(read_video_frame(image, frame or 0), top_k)
+    else:
+        results = recognizer.identify(image, top_k)
     names = {c.subject_id: c.display_name for r in results for c in r.candidates}
     point = recognizer.operating_point
     if json_output:
-        print_json({"image": str(image), "model": recognizer.model_id, "operating_point": point.as_dict(),
-                    "faces": [face_result_view(r, names) for r in results]})
+        print_json(
+            {
+                "image": str(image),
+                "model": recognizer.model_id,
+                "operating_point": point.as_dict(),
+                "faces": [face_result_view(r, names) for r in results],
+            }
+        )
         return
-    table = Table("#", "box", "answer", "similarity", "quality", "runner-up",
-                  title=f"{len(results)} face(s); {point.model_id} at FMR {point.fmr:g} (threshold {point.threshold:.3f})")
+    table = Table(
+        "#",
+        "box",
+        "answer",
+        "similarity",
+        "quality",
+        "runner-up",
+        title=f"{len(results)} face(s); {_point_text(point)}",
+    )
     for i, r in enumerate(results):
         sid = r.decision.match.subject_id
         answer = f"[green]{names[sid]}[/]" if sid else "[yellow]unknown[/]"
-        runner = f"{r.candidates[1].display_name} {r.candidates[1].similarity:.3f}" if len(r.candidates) > 1 else ""
-        table.add_row(str(i), ", ".join(f"{v:.0f}" for v in r.face.bbox), answer,
-                      f"{r.decision.match.similarity:.3f}", f"{r.face.quality.score:.2f}" if r.face.quality else "", runner)
+        runner = (
+            f"{r.candidates[1].display_name} {r.candidates[1].similarity:.3f}"
+            if len(r.candidates) > 1
+            else ""
+        )
+        table.add_row(
+            str(i),
+            ", ".join(f"{v:.0f}" for v in r.face.bbox),
+            answer,
+            f"{r.decision.match.similarity:.3f}",
+            f"{r.face.quality.score:.2f}" if r.face.quality else "",
+            runner,
+        )
     console.print(table)
 
 
@@ -229,8 +353,10 @@ def verify(
     else:
         colour = "green" if decision.verdict is Verdict.MATCH else "red"
         point = decision.operating_point
-        console.print(f"[{colour}]{decision.verdict.value}[/] {found.display_name}: similarity "
-                      f"{decision.match.similarity:.3f}, threshold {point.threshold:.3f} ({point.model_id}, FMR {point.fmr:g})")
+        console.print(
+            f"[{colour}]{decision.verdict.value}[/] {found.display_name}: similarity "
+            f"{decision.match.similarity:.3f}, {_point_text(point)}"
+        )
     raise typer.Exit(0 if decision.verdict is Verdict.MATCH else 1)
 
 
@@ -254,8 +380,11 @@ def compare(
     else:
         same = decision.verdict is Verdict.MATCH
         point = decision.operating_point
-        console.print(f"[{'green' if same else 'red'}]{'same person' if same else 'different people'}[/]: similarity "
-                      f"{decision.match.similarity:.3f}, threshold {point.threshold:.3f} ({point.model_id}, FMR {point.fmr:g})")
+        console.print(
+            f"[{'green' if same else 'red'}]{'same person' if same else 'different people'}[/]: "
+            "similarity "
+            f"{decision.match.similarity:.3f}, {_point_text(point)}"
+        )
     raise typer.Exit(0 if decision.verdict is Verdict.MATCH else 1)
 
 
@@ -271,11 +400,17 @@ def subjects_list(
     store = recognizer.gallery.store
     subjects = store.list_subjects(limit, offset)
     if json_output:
-        print_json({"total": store.count_subjects(), "subjects": [subject_view(s) for s in subjects]})
+        print_json(
+            {"total": store.count_subjects(), "subjects": [subject_view(s) for s in subjects]}
+        )
         return
-    table = Table("id", "name", "external id", "templates", title=f"{store.count_subjects()} subject(s)")
+    table = Table(
+        "id", "name", "external id", "templates", title=f"{store.count_subjects()} subject(s)"
+    )
     for s in subjects:
-        table.add_row(s.id, s.display_name, s.external_id or "", str(len(store.subject_templates(s.id))))
+        table.add_row(
+            s.id, s.display_name, s.external_id or "", str(len(store.subject_templates(s.id)))
+        )
     console.print(table)
 
 
@@ -292,17 +427,23 @@ def subjects_show(
     if json_output:
         print_json(view)
         return
-    console.print(f"[bold]{found.display_name}[/] ({found.id}) external id: {found.external_id or '-'}")
+    console.print(
+        f"[bold]{found.display_name}[/] ({found.id}) external id: {found.external_id or '-'}"
+    )
     table = Table("template", "model", "quality", "source", "created")
     for t in view["templates"]:
-        table.add_row(t["id"], t["model_id"], f"{t['quality']:.2f}", t["source"] or "", t["created_at"])
+        table.add_row(
+            t["id"], t["model_id"], f"{t['quality']:.2f}", t["source"] or "", t["created_at"]
+        )
     console.print(table)
 
 
 @subjects_app.command("remove")
 def subjects_remove(
     subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
-    template: Annotated[str | None, typer.Option("--template", help="Remove only this template.")] = None,
+    template: Annotated[
+        str | None, typer.Option("--template", help="Remove only this template.")
+    ] = None,
     data_dir: DataDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -318,7 +459,13 @@ def subjects_remove(
     else:
         removed = recognizer.gallery.remove_subject(found.id)
     if json_output:
-        print_json({"subject_id": found.id, "removed_templates": removed, "subject_removed": template is None})
+        print_json(
+            {
+                "subject_id": found.id,
+                "removed_templates": removed,
+                "subject_removed": template is None,
+            }
+        )
     else:
         what = "template" if template else f"{found.display_name} and {removed} template(s)"
         console.print(f"removed {what}")

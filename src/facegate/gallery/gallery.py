@@ -82,7 +82,9 @@ class Gallery:
             return by_name[0]
         if len(by_name) > 1:
             ids = ", ".join(s.id for s in by_name)
-            raise AmbiguousSubjectError(f"{len(by_name)} subjects are named {ref!r}; use an id: {ids}")
+            raise AmbiguousSubjectError(
+                f"{len(by_name)} subjects are named {ref!r}; use an id: {ids}"
+            )
         raise UnknownSubjectError(f"no subject with id, external id or name {ref!r}")
 
     # --- search ----------------------------------------------------------------------------

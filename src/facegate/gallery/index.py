@@ -58,7 +58,7 @@ class VectorIndex:
             return removed
 
     def search(self, query: FloatArray, k: int) -> list[tuple[str, str, float]]:
-        """Top ``k`` rows for a prepared ``(D,)`` query: (template id, subject id, inner product)."""
+        """Top ``k`` rows for a prepared ``(D,)`` query: (template id, subject id, score)."""
         with self._lock:
             if not self._template_ids:
                 return []

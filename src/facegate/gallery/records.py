@@ -34,7 +34,9 @@ class Subject:
         if not self.display_name.strip():
             raise ValueError("display_name must not be empty")
         if len(self.display_name) > 200:
-            raise ValueError(f"display_name must be at most 200 characters, got {len(self.display_name)}")
+            raise ValueError(
+                f"display_name must be at most 200 characters, got {len(self.display_name)}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,5 +54,6 @@ class Template:
     def __post_init__(self) -> None:
         if self.embedding.ndim != 1 or self.embedding.dtype != np.float32:
             raise ValueError(
-                f"embedding must be a (D,) float32 array, got {self.embedding.shape} {self.embedding.dtype}"
+                "embedding must be a (D,) float32 array, "
+                f"got {self.embedding.shape} {self.embedding.dtype}"
             )

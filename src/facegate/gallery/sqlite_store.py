@@ -152,7 +152,9 @@ class SQLiteStore:
             return
         with self.engine.begin() as conn:
             for subject_id in {t.subject_id for t in new_templates}:
-                if not conn.execute(select(subjects.c.id).where(subjects.c.id == subject_id)).first():
+                if not conn.execute(
+                    select(subjects.c.id).where(subjects.c.id == subject_id)
+                ).first():
                     raise UnknownSubjectError(f"no subject with id {subject_id!r}")
             conn.execute(insert(templates), [self._template_values(t) for t in new_templates])
 

@@ -36,12 +36,15 @@ def decide(match: Match, point: OperatingPoint, *, open_set: bool) -> Decision:
     """Accept a match only at or above the operating point's threshold."""
     if match.model_id != point.model_id:
         raise ConfigError(
-            f"match from model {match.model_id!r} judged at an operating point of {point.model_id!r}"
+            f"match from model {match.model_id!r} judged at the operating point of "
+            f"{point.model_id!r}"
         )
     named = match.subject_id is not None or not open_set
     if named and match.similarity >= point.threshold:
         return Decision(Verdict.MATCH, match, point, "similarity at or above the threshold")
     if open_set:
         unknown = Match(None, match.similarity, match.model_id)
-        return Decision(Verdict.UNKNOWN, unknown, point, "no enrolled subject reached the threshold")
+        return Decision(
+            Verdict.UNKNOWN, unknown, point, "no enrolled subject reached the threshold"
+        )
     return Decision(Verdict.NO_MATCH, match, point, "similarity below the threshold")

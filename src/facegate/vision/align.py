@@ -31,10 +31,13 @@ def similarity_transform(landmarks: FloatArray, size: int = 112) -> NDArray[np.f
     )
     if matrix is None:  # degenerate landmarks (all on a point or a line)
         raise ValueError("landmarks are degenerate; cannot align")
-    return matrix
+    return np.asarray(matrix, dtype=np.float64)
 
 
-def align_face(image: NDArray[np.uint8], landmarks: FloatArray, size: int = 112) -> NDArray[np.uint8]:
+def align_face(
+    image: NDArray[np.uint8], landmarks: FloatArray, size: int = 112
+) -> NDArray[np.uint8]:
     """Warp the face to a ``(size, size, 3)`` crop in the ArcFace pose."""
     matrix = similarity_transform(landmarks, size)
-    return cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
+    aligned = cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(aligned, dtype=np.uint8)

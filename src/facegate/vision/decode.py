@@ -34,7 +34,9 @@ def read_image_bytes(path: Path, max_bytes: int) -> bytes:
     """Read a file for decoding, refusing one larger than ``max_bytes`` without reading it."""
     size = path.stat().st_size
     if size > max_bytes:
-        raise ImageTooLargeError(f"{path.name}: {size} bytes exceeds the limit of {max_bytes} bytes")
+        raise ImageTooLargeError(
+            f"{path.name}: {size} bytes exceeds the limit of {max_bytes} bytes"
+        )
     return path.read_bytes()
 
 
@@ -71,8 +73,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = image.convert("RGB")
+        rgb = ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"the image has too many pixels: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:

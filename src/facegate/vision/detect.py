@@ -40,9 +40,9 @@ class YuNetDetector:
             raise ValueError(f"image must be (H, W, 3) BGR, got {image.shape}")
         height, width = image.shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
-        work = image
+        work: NDArray[np.uint8] = image
         if scale < 1.0:
-            work = cv2.resize(
+            work = cv2.resize(  # type: ignore[assignment]
                 image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA
             )
         with self._lock:

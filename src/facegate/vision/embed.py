@@ -64,6 +64,7 @@ class OnnxDnnEmbedder:
             raise ValueError(f"model {m.id!r} is not an image embedder")
         self.model_id = m.id
         self._manifest = m
+        self._input_size: tuple[int, int] = m.input_size
         self.flip_average = flip_average
         self._net = cv2.dnn.readNetFromONNX(str(weights_path(m)))
         self._input_name = self._first_input_name()
@@ -85,7 +86,7 @@ class OnnxDnnEmbedder:
         blob = cv2.dnn.blobFromImages(
             list(crops),
             scalefactor=1.0 / norm.std,
-            size=self._manifest.input_size,
+            size=self._input_size,
             mean=(norm.mean, norm.mean, norm.mean),
             swapRB=norm.channel_order == "RGB",
             crop=False,
@@ -139,8 +140,12 @@ class FusedEmbedder:
     each member's z-normalised cosine (statistics from calibration on LFW)."""
 
     def __init__(
-        self, members: Sequence[Embedder], means: Sequence[float], stds: Sequence[float],
-        weights: Sequence[float], model_id: str = "fused",
+        self,
+        members: Sequence[Embedder],
+        means: Sequence[float],
+        stds: Sequence[float],
+        weights: Sequence[float],
+        model_id: str = "fused",
     ) -> None:
         if not (len(members) == len(means) == len(stds) == len(weights)):
             raise ValueError("members, means, stds and weights must have the same length")
@@ -148,7 +153,10 @@ class FusedEmbedder:
         self.members = list(members)
         self.dim = sum(m.dim for m in members)
         scale = np.concatenate(
-            [np.full(m.dim, w / s, dtype=np.float32) for m, w, s in zip(members, weights, stds, strict=True)]
+            [
+                np.full(m.dim, w / s, dtype=np.float32)
+                for m, w, s in zip(members, weights, stds, strict=True)
+            ]
         )
         offset = -float(sum(w * mu / s for w, mu, s in zip(weights, means, stds, strict=True)))
         self.space = ScoreSpace(weights=scale, offset=offset)

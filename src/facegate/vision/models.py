@@ -28,7 +28,9 @@ def single_thread() -> None:
 
 @cache
 def get_detector(
-    score_threshold: float = 0.6, nms_threshold: float = 0.3, min_face_size: int = 20,
+    score_threshold: float = 0.6,
+    nms_threshold: float = 0.3,
+    min_face_size: int = 20,
     max_side: int = 1280,
 ) -> YuNetDetector:
     quiet_opencv()

@@ -1,0 +1,120 @@
+"""The command line as a user runs it: JSON output, exit codes, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def facegate(*args: str | Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if data_dir is not None:
+        env["FACEGATE_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "facegate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    data_dir = tmp_path_factory.mktemp("cli") / "gallery"
+    enroll = data_root / "video" / "enroll"
+    for name, photo in [
+        ("Lin-Manuel Miranda", "lin-manuel-miranda.png"),
+        ("Alex Lacamoire", "alex-lacamoire.png"),
+        ("Barack Obama", "obama.jpg"),
+    ]:
+        done = facegate("enroll", name, enroll / photo, "--json", data_dir=data_dir)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["created"] is True
+    return data_dir
+
+
+def test_subjects_list_json(gallery: Path) -> None:
+    listed = json.loads(facegate("subjects", "list", "--json", data_dir=gallery).stdout)
+    assert listed["total"] == 3
+    assert sorted(s["name"] for s in listed["subjects"]) == [
+        "Alex Lacamoire",
+        "Barack Obama",
+        "Lin-Manuel Miranda",
+    ]
+    assert all("embedding" not in json.dumps(s) for s in listed["subjects"])
+
+
+def test_identify_frame_of_the_sample_clip(gallery: Path, data_root: Path) -> None:
+    clip = data_root / "video" / "short_hamilton_clip.mp4"
+    done = facegate("identify", clip, "--frame", "150", "--json", data_dir=gallery)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["operating_point"]["fmr"] == pytest.approx(1e-3)
+    names = [f["subject"]["name"] for f in answer["faces"] if f["subject"]]
+    assert "Lin-Manuel Miranda" in names
+    for face in answer["faces"]:
+        assert {"verdict", "similarity", "operating_point", "quality", "candidates"} <= set(face)
+
+
+def test_verify_exit_codes(gallery: Path, faces_root: Path) -> None:
+    obama = faces_root.parent / "video" / "enroll" / "obama.jpg"
+    assert facegate("verify", "Barack Obama", obama, data_dir=gallery).returncode == 0
+    stranger = faces_root / "Abel_Pacheco" / "Abel_Pacheco_0001.jpg"
+    done = facegate("verify", "Barack Obama", stranger, "--json", data_dir=gallery)
+    assert done.returncode == 1 and json.loads(done.stdout)["verdict"] == "no_match"
+
+
+def test_compare_json(faces_root: Path) -> None:
+    a = faces_root / "Hugo_Chavez" / "Hugo_Chavez_0001.jpg"
+    b = faces_root / "Hugo_Chavez" / "Hugo_Chavez_0002.jpg"
+    done = facegate("compare", a, b, "--json", "--fmr", "1e-2")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["verdict"] == "match" and answer["operating_point"]["fmr"] == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "exit_code"),
+    [(b"", "empty_image", 3), (b"hello, not a photo", "not_an_image", 3)],
+    ids=["empty", "text"],
+)
+def test_bad_image_gives_a_clear_error(
+    gallery: Path, tmp_path: Path, content: bytes, code: str, exit_code: int
+) -> None:
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(content)
+    done = facegate("enroll", "Someone", bad, "--json", data_dir=gallery)
+    assert done.returncode == exit_code
+    assert json.loads(done.stdout)["error"] == code
+    assert "Traceback" not in done.stderr
+
+
+def test_unsupported_fmr_is_refused(gallery: Path, data_root: Path) -> None:
+    done = facegate(
+        "identify", data_root / "video" / "enroll" / "obama.jpg", "--fmr", "0.5", data_dir=gallery
+    )
+    assert done.returncode == 6 and "not calibrated" in done.stderr
+
+
+def test_detect_writes_an_annotated_image(tmp_path: Path, two_face_png: Path) -> None:
+    out = tmp_path / "annotated.png"
+    done = facegate("detect", two_face_png, "--out", out, "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)["faces"]) == 2 and out.stat().st_size > 0
+
+
+def test_show_and_remove_subject(gallery: Path) -> None:
+    shown = json.loads(
+        facegate("subjects", "show", "Alex Lacamoire", "--json", data_dir=gallery).stdout
+    )
+    assert len(shown["templates"]) == 1 and shown["templates"][0]["model_id"] == "sface"
+    removed = facegate("subjects", "remove", shown["id"], "--json", data_dir=gallery)
+    assert json.loads(removed.stdout)["removed_templates"] == 1
+    missing = facegate("subjects", "show", shown["id"], "--json", data_dir=gallery)
+    assert missing.returncode == 5 and json.loads(missing.stdout)["error"] == "unknown_subject"

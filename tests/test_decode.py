@@ -1,0 +1,81 @@
+"""Safe decoding: every kind of bad input gets its own clear error."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegate.errors import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    UnsupportedImageFormatError,
+)
+from facegate.vision.decode import decode_image
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with a tiny (invalid) body."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", 0)
+        + b"IEND"
+        + struct.pack(">I", zlib.crc32(b"IEND"))
+    )
+
+
+def encoded(fmt: str, size: tuple[int, int] = (40, 30), **save: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 100, 50)).save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", EmptyImageError),
+        (b"this is plain text, not a picture\n" * 10, NotAnImageError),
+        (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n", NotAnImageError),
+        (encoded("JPEG")[:200], CorruptImageError),
+        (png_header_only(50_000, 50_000), ImageTooLargeError),
+        (png_header_only(8_000, 6_000), ImageTooLargeError),  # 48 MP > 40 MP default
+        (encoded("GIF"), UnsupportedImageFormatError),
+        (encoded("TIFF"), UnsupportedImageFormatError),
+    ],
+    ids=["empty", "text", "pdf", "truncated-jpeg", "50k-png-header", "48mp-header", "gif", "tiff"],
+)
+def test_bad_input_has_its_own_error(data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        decode_image(data)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
+def test_accepted_formats_decode_to_bgr(fmt: str) -> None:
+    image = decode_image(encoded(fmt))
+    assert image.shape == (30, 40, 3) and image.dtype == np.uint8
+    b, g, r = image[15, 20].astype(int)
+    assert abs(r - 200) < 8 and abs(g - 100) < 8 and abs(b - 50) < 8  # BGR order
+
+
+def test_pixel_limit_is_configurable() -> None:
+    with pytest.raises(ImageTooLargeError):
+        decode_image(encoded("PNG", (100, 100)), max_pixels=9_999)
+    assert decode_image(encoded("PNG", (100, 100)), max_pixels=10_000).shape == (100, 100, 3)
+
+
+def test_exif_orientation_is_applied() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    data = encoded("JPEG", (40, 30), exif=exif.tobytes())
+    assert decode_image(data).shape == (40, 30, 3)

@@ -1,0 +1,205 @@
+"""Enroll, identify, verify and compare on real photos, and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from facegate.config import Settings
+from facegate.errors import (
+    CorruptImageError,
+    EmptyImageError,
+    FacegateError,
+    ImageTooLargeError,
+    LowQualityError,
+    MultipleFacesError,
+    NoFaceError,
+    NotAnImageError,
+    UnknownSubjectError,
+)
+from facegate.recognition import FaceRecognizer
+from facegate.types import Verdict
+
+
+def lfw(faces_root: Path, person: str, n: int) -> Path:
+    return faces_root / person / f"{person}_{n:04d}.jpg"
+
+
+@pytest.fixture()
+def recognizer(tmp_path: Path) -> Iterator[FaceRecognizer]:
+    rec = FaceRecognizer.open(Settings(data_dir=tmp_path / "gallery"))
+    yield rec
+    rec.close()
+
+
+@pytest.fixture()
+def enrolled(recognizer: FaceRecognizer, faces_root: Path) -> FaceRecognizer:
+    recognizer.enroll("Colin Powell", [lfw(faces_root, "Colin_Powell", i) for i in (1, 2, 3)])
+    recognizer.enroll("Tony Blair", [lfw(faces_root, "Tony_Blair", i) for i in (1, 2, 3)])
+    recognizer.enroll("Hugo Chavez", [lfw(faces_root, "Hugo_Chavez", i) for i in (1, 2)])
+    return recognizer
+
+
+def snapshot(rec: FaceRecognizer) -> tuple[int, dict[str, int]]:
+    return rec.gallery.store.count_subjects(), rec.gallery.store.template_counts()
+
+
+def test_identify_names_an_enrolled_person(enrolled: FaceRecognizer, faces_root: Path) -> None:
+    results = enrolled.identify(lfw(faces_root, "Tony_Blair", 10))
+    central = min(results, key=lambda r: abs(r.face.center[0] - 125) + abs(r.face.center[1] - 125))
+    assert central.decision.verdict is Verdict.MATCH
+    assert central.candidates[0].display_name == "Tony Blair"
+    assert central.decision.match.similarity >= central.decision.operating_point.threshold
+    assert central.decision.operating_point.fmr == pytest.approx(1e-3)
+
+
+def test_stranger_is_unknown(enrolled: FaceRecognizer, faces_root: Path) -> None:
+    # Someone never enrolled: the nearest candidate is reported, but the answer is unknown.
+    results = enrolled.identify(lfw(faces_root, "Abel_Pacheco", 1))
+    assert results, "the stranger's face should be detected"
+    for result in results:
+        assert result.decision.verdict is Verdict.UNKNOWN
+        assert result.decision.match.subject_id is None
+        assert result.candidates, "candidates are still listed for the operator"
+
+
+def test_verify_accepts_the_person_and_rejects_another(
+    enrolled: FaceRecognizer, faces_root: Path
+) -> None:
+    _, same = enrolled.verify("Colin Powell", lfw(faces_root, "Colin_Powell", 20))
+    assert same.verdict is Verdict.MATCH
+    _, other = enrolled.verify("Colin Powell", lfw(faces_root, "Tony_Blair", 20))
+    assert other.verdict is Verdict.NO_MATCH
+    assert other.match.similarity < other.operating_point.threshold < same.match.similarity
+
+
+def test_verify_unknown_subject(enrolled: FaceRecognizer, faces_root: Path) -> None:
+    with pytest.raises(UnknownSubjectError):
+        enrolled.verify("Nobody Here", lfw(faces_root, "Colin_Powell", 20))
+
+
+def test_compare_same_and_different(recognizer: FaceRecognizer, faces_root: Path) -> None:
+    same = recognizer.compare(lfw(faces_root, "Hugo_Chavez", 3), lfw(faces_root, "Hugo_Chavez", 4))
+    other = recognizer.compare(
+        lfw(faces_root, "Hugo_Chavez", 3), lfw(faces_root, "Colin_Powell", 4)
+    )
+    assert same.verdict is Verdict.MATCH and other.verdict is Verdict.NO_MATCH
+
+
+def test_stricter_operating_point_raises_the_threshold(tmp_path: Path) -> None:
+    from facegate.policy.thresholds import operating_point
+
+    thresholds = [operating_point("sface", fmr).threshold for fmr in (1e-2, 1e-3, 1e-4)]
+    assert thresholds == sorted(thresholds) and len(set(thresholds)) == 3
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    )
+
+
+BAD_INPUTS = [
+    (
+        "corrupt-jpeg",
+        lambda root, _t, _f: lfw(root, "Colin_Powell", 5).read_bytes()[:1500],
+        CorruptImageError,
+    ),
+    ("zero-bytes", lambda *_: b"", EmptyImageError),
+    ("text-named-jpg", lambda *_: b"name,age\nnot,an image\n", NotAnImageError),
+    ("50000x50000-png", lambda *_: _png_claiming(50_000, 50_000), ImageTooLargeError),
+    ("face-less-photo", lambda _r, _t, faceless: faceless.read_bytes(), NoFaceError),
+    ("two-face-photo", lambda _r, two, _f: two.read_bytes(), MultipleFacesError),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "error"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_enrollment_input_has_its_own_error_and_changes_nothing(
+    enrolled: FaceRecognizer,
+    faces_root: Path,
+    two_face_png: Path,
+    faceless_jpg: Path,
+    tmp_path: Path,
+    name: str,
+    make: object,
+    error: type[FacegateError],
+) -> None:
+    data = make(faces_root, two_face_png, faceless_jpg)  # type: ignore[operator]
+    path = tmp_path / "upload.jpg"  # always named .jpg, whatever it really is
+    path.write_bytes(data)
+    before = snapshot(enrolled)
+    for item in (data, path):
+        with pytest.raises(error):
+            enrolled.enroll("Mallory", [item])
+        with pytest.raises(error):
+            enrolled.enroll(
+                "Colin Powell", [item], subject=enrolled.gallery.resolve("Colin Powell")
+            )
+    assert snapshot(enrolled) == before
+
+
+def test_two_face_photo_enrolls_when_the_caller_picks(
+    recognizer: FaceRecognizer, two_face_png: Path
+) -> None:
+    result = recognizer.enroll("Picked", [two_face_png], face="largest")
+    assert len(result.templates) == 1
+
+
+def test_low_quality_photo_is_refused_with_reasons(
+    recognizer: FaceRecognizer, faces_root: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    image = cv2.imread(str(lfw(faces_root, "Colin_Powell", 1)))
+    assert image is not None
+    small = cv2.resize(cv2.resize(image, (48, 48)), (250, 250), interpolation=cv2.INTER_NEAREST)
+    blurred = cv2.GaussianBlur(small, (0, 0), 4)
+    path = tmp_path / "blurred.png"
+    cv2.imwrite(str(path), blurred)
+    try:
+        recognizer.enroll("Blurry", [path])
+    except LowQualityError as refused:
+        assert refused.reasons and any("blurred" in r for r in refused.reasons)
+    except NoFaceError:
+        pass  # too degraded even to detect: also a refusal with a reason
+    else:
+        pytest.fail("a heavily blurred photo was enrolled")
+    assert recognizer.gallery.store.count_subjects() == 0
+
+
+def test_lenient_enrollment_reports_refused_photos(
+    recognizer: FaceRecognizer, faces_root: Path, faceless_jpg: Path
+) -> None:
+    result = recognizer.enroll(
+        "Hugo Chavez", [lfw(faces_root, "Hugo_Chavez", 1), faceless_jpg], strict=False
+    )
+    assert len(result.templates) == 1
+    assert [r.code for r in result.refused] == ["no_face"]
+
+
+def test_remove_subject_and_template(enrolled: FaceRecognizer, faces_root: Path) -> None:
+    blair = enrolled.gallery.resolve("Tony Blair")
+    templates = enrolled.gallery.store.subject_templates(blair.id)
+    enrolled.gallery.remove_template(templates[0].id)
+    assert len(enrolled.gallery.store.subject_templates(blair.id)) == len(templates) - 1
+    enrolled.gallery.remove_subject(blair.id)
+    results = enrolled.identify(lfw(faces_root, "Tony_Blair", 10))
+    assert all(r.decision.match.subject_id != blair.id for r in results)
+    assert all(c.subject_id != blair.id for r in results for c in r.candidates)
+
+
+def test_gallery_survives_reopening(tmp_path: Path, faces_root: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "g")
+    first = FaceRecognizer.open(settings)
+    first.enroll("Hugo Chavez", [lfw(faces_root, "Hugo_Chavez", 1)])
+    first.close()
+    second = FaceRecognizer.open(settings)
+    results = second.identify(lfw(faces_root, "Hugo_Chavez", 5))
+    assert any(r.decision.verdict is Verdict.MATCH for r in results)
+    second.close()
