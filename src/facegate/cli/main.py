@@ -6,6 +6,7 @@ import logging
 import sys
 
 import typer
+from rich.markup import escape
 
 from facegate.cli import bench_cmds, eval_cmds, gallery_cmds
 from facegate.cli.output import err_console, print_json
@@ -54,5 +55,5 @@ def main() -> None:
         if "--json" in sys.argv:
             print_json({"error": error.code, "message": str(error)})
         else:
-            err_console.print(f"[bold red]error[/] ({error.code}): {error}")
+            err_console.print(f"[bold red]error[/] ({error.code}): {escape(str(error))}")
         sys.exit(exit_code_for(error))

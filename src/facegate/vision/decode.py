@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from facegate.errors import (
     CorruptImageError,
@@ -71,6 +71,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
         raise ImageTooLargeError(
             f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
         )
+    # Some libraries (face_recognition) switch this on process-wide; a truncated file must
+    # still be refused here.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         image.load()
         rgb = ImageOps.exif_transpose(image).convert("RGB")
