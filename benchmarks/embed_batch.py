@@ -1,7 +1,7 @@
 """Per-face embedding cost at batch sizes 1, 8 and 32, single thread, same run.
 
 Shows that embedding many faces at once is not slower per face than one at a time.
-Usage: python benchmarks/embed_batch.py [--model sface] [--out benchmarks/results/embed_batch_sface.json]
+Usage: python benchmarks/embed_batch.py [--model sface] [--out FILE.json]
 """
 
 from __future__ import annotations

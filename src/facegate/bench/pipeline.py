@@ -337,9 +337,12 @@ def _agreement(ours: _Tally, peer: _Tally) -> dict[str, int]:
     for a, b in zip(ours.faces, peer.faces, strict=True):
         found_a, found_b = bool(a), bool(b)
         key = (
-            "both" if found_a and found_b
-            else "ours_only" if found_a
-            else "peer_only" if found_b
+            "both"
+            if found_a and found_b
+            else "ours_only"
+            if found_a
+            else "peer_only"
+            if found_b
             else "neither"
         )
         out[key] += 1
@@ -398,8 +401,9 @@ def run_pipeline_bench(
 
         tallies = {side.name: _Tally() for side in sides}
         total, done = len(paths) * len(sides), 0
-        log.info("timing %d images x %d side(s) in blocks of %d", len(paths), len(sides),
-                 block_size)
+        log.info(
+            "timing %d images x %d side(s) in blocks of %d", len(paths), len(sides), block_size
+        )
         for block_no, start in enumerate(range(0, len(paths), block_size)):
             block = paths[start : start + block_size]
             for side in sides if block_no % 2 == 0 else sides[::-1]:
@@ -456,6 +460,11 @@ def run_pipeline_bench(
                 "face_found_agreement": _agreement(tallies[ours.name], tallies[peer]),
             }
         )
-    log.info("pipeline bench: %s", {k: result.get(k) for k in
-             ("model", "images", "images_per_s", "peer_images_per_s", "speedup")})
+    log.info(
+        "pipeline bench: %s",
+        {
+            k: result.get(k)
+            for k in ("model", "images", "images_per_s", "peer_images_per_s", "speedup")
+        },
+    )
     return result
