@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -18,21 +16,7 @@ from facegate.errors import (
     UnsupportedImageFormatError,
 )
 from facegate.vision.decode import decode_image
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height, with a tiny (invalid) body."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", len(ihdr))
-        + chunk
-        + struct.pack(">I", zlib.crc32(chunk))
-        + struct.pack(">I", 0)
-        + b"IEND"
-        + struct.pack(">I", zlib.crc32(b"IEND"))
-    )
+from helpers import png_header_only
 
 
 def encoded(fmt: str, size: tuple[int, int] = (40, 30), **save: object) -> bytes:
@@ -48,12 +32,23 @@ def encoded(fmt: str, size: tuple[int, int] = (40, 30), **save: object) -> bytes
         (b"this is plain text, not a picture\n" * 10, NotAnImageError),
         (b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n", NotAnImageError),
         (encoded("JPEG")[:200], CorruptImageError),
+        (png_header_only(640, 480)[:20], CorruptImageError),  # PNG signature, cut short
         (png_header_only(50_000, 50_000), ImageTooLargeError),
         (png_header_only(8_000, 6_000), ImageTooLargeError),  # 48 MP > 40 MP default
         (encoded("GIF"), UnsupportedImageFormatError),
         (encoded("TIFF"), UnsupportedImageFormatError),
     ],
-    ids=["empty", "text", "pdf", "truncated-jpeg", "50k-png-header", "48mp-header", "gif", "tiff"],
+    ids=[
+        "empty",
+        "text",
+        "pdf",
+        "truncated-jpeg",
+        "cut-png",
+        "50k-png-header",
+        "48mp-header",
+        "gif",
+        "tiff",
+    ],
 )
 def test_bad_input_has_its_own_error(data: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):

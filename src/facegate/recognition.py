@@ -32,7 +32,10 @@ from facegate.vision.pipeline import FacePipeline
 
 ImageInput = bytes | Path
 FaceChoice = Literal["largest"] | int | None
-MIN_PROBE_QUALITY = 0.15  # below this a probe is answered "unknown" rather than guessed
+# A probe this small, blurred or badly exposed is answered "unknown" rather than guessed.
+# Pose is left out: a turned face lowers genuine scores (a miss), it does not make false matches.
+MIN_PROBE_QUALITY = 0.15
+PROBE_GATE_FACTORS = ("size_factor", "sharpness_factor", "exposure_factor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +223,14 @@ class FaceRecognizer:
                 self.model_id,
             )
             decision = decide(match, point, open_set=True)
-            if face.quality.score < MIN_PROBE_QUALITY and decision.verdict is Verdict.MATCH:
+            usable = min(face.quality.details.get(f, 1.0) for f in PROBE_GATE_FACTORS)
+            if usable < MIN_PROBE_QUALITY and decision.verdict is Verdict.MATCH:
                 why = "; ".join(face.quality.reasons) or "low quality"
                 decision = Decision(
                     Verdict.UNKNOWN,
                     Match(None, match.similarity, self.model_id),
                     point,
-                    f"probe quality {face.quality.score:.2f} too low to name anyone: {why}",
+                    f"probe too small, blurred or badly exposed to name anyone: {why}",
                 )
             results.append(FaceResult(face, candidates, decision))
         return results

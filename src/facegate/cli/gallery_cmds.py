@@ -193,6 +193,7 @@ def enroll_dir(
     max_photos: Annotated[
         int, typer.Option(min=1, help="Use at most this many photos per person (sorted by name).")
     ] = 5,
+    face: FaceOption = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
     json_output: JsonOption = False,
@@ -203,6 +204,7 @@ def enroll_dir(
     next run carries on where it stopped.
     """
     recognizer = _open(data_dir, model, None)
+    face_choice = parse_face_choice(face)
     folders = sorted(p for p in directory.iterdir() if p.is_dir())
     enrolled, skipped, failed = 0, 0, []
     refused: list[dict[str, object]] = []
@@ -228,7 +230,9 @@ def enroll_dir(
             try:
                 if not photos:
                     raise FileNotFoundError("no image files in the folder")
-                result = recognizer.enroll(name, photos, external_id=folder.name, strict=False)
+                result = recognizer.enroll(
+                    name, photos, external_id=folder.name, strict=False, face=face_choice
+                )
                 enrolled += 1
                 refused += [{"person": folder.name, **_refusal_view(r)} for r in result.refused]
             except (FacegateError, FileNotFoundError) as error:

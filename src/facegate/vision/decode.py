@@ -22,6 +22,8 @@ from facegate.errors import (
     UnsupportedImageFormatError,
 )
 
+# Leading bytes of the accepted formats: such data that fails to open is corrupt, not alien.
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM")
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "MPO"})  # MPO: multi-picture JPEG
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -54,6 +56,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"the image has too many pixels: {exc}") from exc
     except UnidentifiedImageError as exc:
+        if data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+            raise CorruptImageError(
+                "the image is corrupt or truncated (its header is unreadable)"
+            ) from exc
         raise NotAnImageError(
             "the data is not a recognised image (expected JPEG, PNG, WebP or BMP)"
         ) from exc
