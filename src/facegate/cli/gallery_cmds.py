@@ -52,14 +52,20 @@ def _open(data_dir: Path | None, model: str | None, fmr: float | None) -> FaceRe
 
 
 def detect(
-    image: ImageArg,
+    image: Annotated[Path, typer.Argument(help="An image file, or a video file with --frame.")],
+    frame: Annotated[
+        int | None, typer.Option("--frame", min=0, help="For a video: which frame (0 = first).")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write an annotated copy here.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Find every face in an image: boxes, landmarks, detector score and quality."""
     settings = build_settings(None, None, None)
     pipeline = FacePipeline(settings.model, settings.vision)
-    picture = pipeline.load(image)
+    if frame is not None or image.suffix.lower() in VIDEO_SUFFIXES:
+        picture = pipeline.decode(read_video_frame(image, frame or 0))
+    else:
+        picture = pipeline.load(image)
     faces = pipeline.detect(picture)
     if out is not None:
         annotated = picture.copy()
