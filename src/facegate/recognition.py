@@ -91,22 +91,13 @@ def pick_face(faces: Sequence[Face], choice: FaceChoice) -> Face:
     return faces[0]  # faces come largest first
 
 
-class FaceRecognizer:
-    def __init__(
-        self, settings: Settings, gallery: Gallery, pipeline: FacePipeline | None = None
-    ) -> None:
+class FaceMatcher:
+    """1:1 between photos, with no gallery: the pipeline and the operating point."""
+
+    def __init__(self, settings: Settings, pipeline: FacePipeline | None = None) -> None:
         self.settings = settings
-        self.gallery = gallery
         self.pipeline = pipeline or FacePipeline(settings.model, settings.vision)
         self.model_id = self.pipeline.model_id
-
-    @classmethod
-    def open(cls, settings: Settings) -> FaceRecognizer:
-        """The embedded default: SQLite in ``settings.data_dir``."""
-        return cls(settings, Gallery(SQLiteStore(settings.db_path)))
-
-    def close(self) -> None:
-        self.gallery.store.close()
 
     @property
     def operating_point(self) -> OperatingPoint:
@@ -123,6 +114,35 @@ class FaceRecognizer:
         faces = self.pipeline.detect(image)
         face = pick_face(faces, choice)
         return self.pipeline.embed(image, [face])[0], len(faces)
+
+    def compare(
+        self, item_a: ImageInput, item_b: ImageInput, face: FaceChoice = "largest"
+    ) -> Decision:
+        """1:1 between two photos: same person or not, at the operating point."""
+        face_a, _ = self._one_face(item_a, face)
+        face_b, _ = self._one_face(item_b, face)
+        assert face_a.embedding is not None and face_b.embedding is not None
+        score = float(self.pipeline.embedder.space.score(face_a.embedding, face_b.embedding)[0])
+        match = Match(None, round(score, 6), self.model_id)
+        return decide(match, self.operating_point, open_set=False)
+
+
+class FaceRecognizer(FaceMatcher):
+    """Enroll, identify and verify against a gallery, plus everything FaceMatcher does."""
+
+    def __init__(
+        self, settings: Settings, gallery: Gallery, pipeline: FacePipeline | None = None
+    ) -> None:
+        super().__init__(settings, pipeline)
+        self.gallery = gallery
+
+    @classmethod
+    def open(cls, settings: Settings) -> FaceRecognizer:
+        """The embedded default: SQLite in ``settings.data_dir``."""
+        return cls(settings, Gallery(SQLiteStore(settings.db_path)))
+
+    def close(self) -> None:
+        self.gallery.store.close()
 
     # --- enroll ----------------------------------------------------------------------------
     def prepare_template(
@@ -252,14 +272,3 @@ class FaceRecognizer:
         )
         match = Match(subject.id, round(float(scores.max()), 6), self.model_id)
         return subject, decide(match, self.operating_point, open_set=False)
-
-    def compare(
-        self, item_a: ImageInput, item_b: ImageInput, face: FaceChoice = "largest"
-    ) -> Decision:
-        """1:1 between two photos: same person or not, at the operating point."""
-        face_a, _ = self._one_face(item_a, face)
-        face_b, _ = self._one_face(item_b, face)
-        assert face_a.embedding is not None and face_b.embedding is not None
-        score = float(self.pipeline.embedder.space.score(face_a.embedding, face_b.embedding)[0])
-        match = Match(None, round(score, 6), self.model_id)
-        return decide(match, self.operating_point, open_set=False)

@@ -22,7 +22,7 @@ from facegate.cli.common import (
 from facegate.cli.output import console, err_console, print_json
 from facegate.cli.render import decision_view, face_result_view, face_view, subject_view
 from facegate.errors import FacegateError
-from facegate.recognition import EnrollResult, FaceRecognizer, Refusal
+from facegate.recognition import EnrollResult, FaceMatcher, FaceRecognizer, Refusal
 from facegate.types import OperatingPoint, Verdict
 from facegate.vision.pipeline import FacePipeline
 
@@ -380,11 +380,7 @@ def compare(
 ) -> None:
     """1:1 between two photos (no gallery). Exit code 0 for the same person, 1 otherwise."""
     settings = build_settings(None, model, fmr)
-    from facegate.gallery.gallery import Gallery
-    from facegate.gallery.sqlite_store import SQLiteStore
-
-    recognizer = FaceRecognizer(settings, Gallery(SQLiteStore(Path(":memory:"))))
-    decision = recognizer.compare(image_a, image_b, parse_face_choice(face))
+    decision = FaceMatcher(settings).compare(image_a, image_b, parse_face_choice(face))
     if json_output:
         print_json({"image_a": str(image_a), "image_b": str(image_b), **decision_view(decision)})
     else:
