@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 
-def facegate(*args: str | Path, data_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def facegate(
+    *args: str | Path, data_dir: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env or {})}
     if data_dir is not None:
         env["FACEGATE_DATA_DIR"] = str(data_dir)
     return subprocess.run(
@@ -93,6 +95,18 @@ def test_bad_image_gives_a_clear_error(
     assert done.returncode == exit_code
     assert json.loads(done.stdout)["error"] == code
     assert "Traceback" not in done.stderr
+
+
+def test_missing_file_is_a_usage_error(gallery: Path, tmp_path: Path) -> None:
+    done = facegate("identify", tmp_path / "no-such-photo.jpg", data_dir=gallery)
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_file_over_the_byte_limit_is_refused_unread(gallery: Path, data_root: Path) -> None:
+    env_limit = {"FACEGATE_VISION__MAX_BYTES": "1000"}
+    photo = data_root / "video" / "enroll" / "obama.jpg"  # 280 KB
+    done = facegate("identify", photo, "--json", data_dir=gallery, env=env_limit)
+    assert done.returncode == 3 and json.loads(done.stdout)["error"] == "image_too_large"
 
 
 def test_unsupported_fmr_is_refused(gallery: Path, data_root: Path) -> None:

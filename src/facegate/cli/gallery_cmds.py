@@ -28,7 +28,21 @@ from facegate.vision.pipeline import FacePipeline
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm"}
-ImageArg = Annotated[Path, typer.Argument(help="An image file (JPEG, PNG, WebP or BMP).")]
+ImageArg = Annotated[
+    Path,
+    typer.Argument(
+        help="An image file (JPEG, PNG, WebP or BMP).", exists=True, dir_okay=False, readable=True
+    ),
+]
+MediaArg = Annotated[
+    Path,
+    typer.Argument(
+        help="An image file, or a video file with --frame.",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
 
 subjects_app = typer.Typer(no_args_is_help=True, help="List, show and remove enrolled subjects.")
 
@@ -52,7 +66,7 @@ def _open(data_dir: Path | None, model: str | None, fmr: float | None) -> FaceRe
 
 
 def detect(
-    image: Annotated[Path, typer.Argument(help="An image file, or a video file with --frame.")],
+    image: MediaArg,
     frame: Annotated[
         int | None, typer.Option("--frame", min=0, help="For a video: which frame (0 = first).")
     ] = None,
@@ -126,7 +140,15 @@ def enroll(
     name: Annotated[
         str, typer.Argument(help="The person's display name (an existing name adds photos).")
     ],
-    images: Annotated[list[Path], typer.Argument(help="One or more photos of this person only.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One or more photos of this person only.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
     external_id: Annotated[
         str | None, typer.Option(help="Your own unique key for this person.")
     ] = None,
@@ -287,7 +309,7 @@ def read_video_frame(path: Path, index: int) -> bytes:
 
 
 def identify(
-    image: Annotated[Path, typer.Argument(help="An image file, or a video file with --frame.")],
+    image: MediaArg,
     frame: Annotated[
         int | None, typer.Option("--frame", min=0, help="For a video: which frame (0 = first).")
     ] = None,

@@ -30,7 +30,8 @@ app.add_typer(eval_cmds.app, name="eval", help="Measure accuracy on a labelled p
 app.add_typer(bench_cmds.app, name="bench", help="Measure speed, against a peer in the same run.")
 
 # Exit codes: 0 ok, 1 a negative answer (no match), 2 usage (typer), 3 bad image input,
-# 4 face problem (none, several, low quality), 5 gallery problem, 6 model/config problem.
+# 4 face problem (none, several, low quality), 5 gallery problem, 6 model/config problem,
+# 7 input/output problem (unreadable file, unwritable data directory).
 EXIT_CODES: tuple[tuple[type[FacegateError], int], ...] = (
     (ImageError, 3),
     (FaceError, 4),
@@ -57,3 +58,9 @@ def main() -> None:
         else:
             err_console.print(f"[bold red]error[/] ({error.code}): {escape(str(error))}")
         sys.exit(exit_code_for(error))
+    except OSError as error:  # unreadable files, an unwritable data directory, a full disk
+        if "--json" in sys.argv:
+            print_json({"error": "io_error", "message": str(error)})
+        else:
+            err_console.print(f"[bold red]error[/] (io_error): {escape(str(error))}")
+        sys.exit(7)

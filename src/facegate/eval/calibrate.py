@@ -224,6 +224,8 @@ def write_calibration(data: dict[str, Any], out: Path) -> Path:
         raise
     if out.resolve() == default_output().resolve():
         from facegate.vision.calibration import load_calibration
+        from facegate.vision.models import get_embedder
 
         load_calibration.cache_clear()
+        get_embedder.cache_clear()  # a fused embedder holds the old fusion statistics
     return out
