@@ -235,6 +235,17 @@ def _weights_digest(model_id: str) -> str:
         return "unknown"
 
 
+def vision_code_digest() -> str:
+    """SHA-256 of the vision package's source: any change to detection, alignment or
+    embedding code makes cached embeddings stale, so it is part of the cache key."""
+    import facegate.vision
+
+    digest = hashlib.sha256()
+    for source in sorted(Path(facegate.vision.__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(model_id: str, settings: VisionSettings, file_digest: str) -> str:
     flip = settings.flip_average and model_id != "dlib"  # dlib ignores the flip setting
     parts = {
@@ -242,6 +253,7 @@ def cache_key(model_id: str, settings: VisionSettings, file_digest: str) -> str:
         "model": model_id,
         "flip": flip,
         "weights": _weights_digest(model_id),
+        "code": vision_code_digest(),
         "detector": [
             settings.detection_threshold,
             settings.nms_threshold,
