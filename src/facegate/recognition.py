@@ -135,6 +135,7 @@ class FaceRecognizer(FaceMatcher):
     ) -> None:
         super().__init__(settings, pipeline)
         self.gallery = gallery
+        gallery.load_index(self.model_id, self.pipeline.embedder.dim)  # FAISS loaded at start
 
     @classmethod
     def open(cls, settings: Settings) -> FaceRecognizer:

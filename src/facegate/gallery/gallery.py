@@ -27,7 +27,8 @@ class Gallery:
         self._lock = threading.RLock()
 
     # --- index ---------------------------------------------------------------------------
-    def _index(self, model_id: str, dim: int) -> VectorIndex:
+    def load_index(self, model_id: str, dim: int) -> VectorIndex:
+        """The model's index, built from the store on first use (call at start to warm it)."""
         with self._lock:
             index = self._indexes.get(model_id)
             if index is None:
@@ -92,7 +93,7 @@ class Gallery:
         self, model_id: str, query: FloatArray, space: ScoreSpace, k: int
     ) -> list[Candidate]:
         """The ``k`` best subjects for one embedding; each subject scores its best template."""
-        index = self._index(model_id, int(query.shape[0]))
+        index = self.load_index(model_id, int(query.shape[0]))
         rows = index.search(space.prepare_query(query), k * _ROWS_PER_SUBJECT)
         best: dict[str, float] = {}
         for _template_id, subject_id, inner in rows:

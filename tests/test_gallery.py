@@ -1,0 +1,118 @@
+"""Gallery mechanics: store and index stay in step. Vectors here are synthetic unit vectors:
+these tests check bookkeeping, not recognition accuracy (real photos test that)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegate.errors import (
+    AmbiguousSubjectError,
+    DuplicateSubjectError,
+    UnknownSubjectError,
+    UnknownTemplateError,
+)
+from facegate.gallery.gallery import Gallery
+from facegate.gallery.records import Subject, Template, new_id
+from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.vision.embed import ScoreSpace
+
+DIM = 8
+
+
+def unit(*values: float) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[: len(values)] = values
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def subject_with(
+    gallery: Gallery, name: str, *vectors: np.ndarray, external_id: str | None = None
+) -> Subject:
+    subject = Subject(id=new_id(), display_name=name, external_id=external_id)
+    templates = [Template(new_id(), subject.id, "m", v, 0.9) for v in vectors]
+    gallery.add_subject(subject, templates)
+    return subject
+
+
+@pytest.fixture()
+def gallery(tmp_path: Path) -> Gallery:
+    return Gallery(SQLiteStore(tmp_path / "g.sqlite3"))
+
+
+def test_search_ranks_subjects_by_their_best_template(gallery: Gallery) -> None:
+    ann = subject_with(gallery, "Ann", unit(1, 0), unit(0, 1))
+    bob = subject_with(gallery, "Bob", unit(1, 1))
+    found = gallery.search("m", unit(0, 1), ScoreSpace(), k=5)
+    assert [c.subject_id for c in found] == [ann.id, bob.id]
+    assert found[0].similarity == pytest.approx(1.0, abs=1e-6)
+    assert found[1].similarity == pytest.approx(np.sqrt(0.5), abs=1e-6)
+    assert len(gallery.search("m", unit(0, 1), ScoreSpace(), k=1)) == 1
+
+
+def test_score_space_weights_and_offset_apply(gallery: Gallery) -> None:
+    subject_with(gallery, "Ann", unit(1, 0))
+    space = ScoreSpace(weights=np.full(DIM, 2.0, dtype=np.float32), offset=-0.5)
+    assert gallery.search("m", unit(1, 0), space, k=1)[0].similarity == pytest.approx(1.5)
+
+
+def test_removal_reaches_the_index(gallery: Gallery) -> None:
+    ann = subject_with(gallery, "Ann", unit(1, 0), unit(0, 1))
+    gallery.search("m", unit(1, 0), ScoreSpace(), k=1)  # index now loaded
+    first = gallery.store.subject_templates(ann.id)[0]
+    gallery.remove_template(first.id)
+    left = gallery.search("m", first.embedding, ScoreSpace(), k=1)
+    assert left[0].similarity < 0.99
+    gallery.remove_subject(ann.id)
+    assert gallery.search("m", unit(1, 0), ScoreSpace(), k=3) == []
+    with pytest.raises(UnknownSubjectError):
+        gallery.remove_subject(ann.id)
+    with pytest.raises(UnknownTemplateError):
+        gallery.remove_template(first.id)
+
+
+def test_a_refused_write_leaves_store_and_index_unchanged(gallery: Gallery) -> None:
+    subject_with(gallery, "Ann", unit(1, 0), external_id="emp-1")
+    gallery.search("m", unit(1, 0), ScoreSpace(), k=1)
+    with pytest.raises(DuplicateSubjectError):
+        subject_with(gallery, "Impostor", unit(0, 1), external_id="emp-1")
+    assert gallery.store.count_subjects() == 1
+    assert gallery.search("m", unit(0, 1), ScoreSpace(), k=5)[0].display_name == "Ann"
+    assert len(gallery.search("m", unit(0, 1), ScoreSpace(), k=5)) == 1
+
+
+def test_index_is_rebuilt_from_the_store(tmp_path: Path) -> None:
+    first = Gallery(SQLiteStore(tmp_path / "g.sqlite3"))
+    ann = subject_with(first, "Ann", unit(1, 0))
+    first.store.close()
+    again = Gallery(SQLiteStore(tmp_path / "g.sqlite3"))
+    assert again.search("m", unit(1, 0), ScoreSpace(), k=1)[0].subject_id == ann.id
+    assert again.search("other-model", unit(1, 0), ScoreSpace(), k=1) == []
+
+
+def test_resolve_by_id_external_id_and_unique_name(gallery: Gallery) -> None:
+    ann = subject_with(gallery, "Ann", unit(1, 0), external_id="emp-1")
+    assert gallery.resolve(ann.id) == gallery.resolve("emp-1") == gallery.resolve("Ann")
+    subject_with(gallery, "Bob", unit(0, 1))
+    subject_with(gallery, "Bob", unit(1, 1))
+    with pytest.raises(AmbiguousSubjectError):
+        gallery.resolve("Bob")
+    with pytest.raises(UnknownSubjectError):
+        gallery.resolve("Carol")
+
+
+@pytest.mark.parametrize(
+    ("name", "embedding", "message"),
+    [
+        ("   ", unit(1), "display_name"),
+        ("x" * 201, unit(1), "200"),
+        ("Ann", np.zeros((2, DIM), dtype=np.float32), "(D,)"),
+        ("Ann", np.zeros(DIM, dtype=np.float64), "float32"),
+    ],
+)
+def test_records_validate_on_construction(name: str, embedding: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        subject = Subject(id=new_id(), display_name=name)
+        Template(new_id(), subject.id, "m", embedding, 0.5)
