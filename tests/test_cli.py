@@ -132,3 +132,47 @@ def test_show_and_remove_subject(gallery: Path) -> None:
     assert json.loads(removed.stdout)["removed_templates"] == 1
     missing = facegate("subjects", "show", shown["id"], "--json", data_dir=gallery)
     assert missing.returncode == 5 and json.loads(missing.stdout)["error"] == "unknown_subject"
+
+
+def test_collections_keep_galleries_apart(tmp_path: Path, data_root: Path) -> None:
+    data_dir = tmp_path / "g"
+    obama = data_root / "video" / "enroll" / "obama.jpg"
+    made = facegate(
+        "collections",
+        "create",
+        "lobby",
+        "--model",
+        "sface",
+        "--fmr",
+        "1e-4",
+        "--json",
+        data_dir=data_dir,
+    )
+    assert made.returncode == 0, made.stderr
+    assert (
+        facegate("enroll", "Barack Obama", obama, "-c", "lobby", data_dir=data_dir).returncode == 0
+    )
+    listed = json.loads(facegate("collections", "list", "--json", data_dir=data_dir).stdout)
+    assert [(c["name"], c["model_id"], c["fmr"], c["subjects"]) for c in listed["collections"]] == [
+        ("lobby", "sface", 1e-4, 1)
+    ]
+    found = json.loads(
+        facegate("identify", obama, "-c", "lobby", "--json", data_dir=data_dir).stdout
+    )
+    assert found["operating_point"]["fmr"] == pytest.approx(1e-4)  # the collection's default
+    assert found["faces"][0]["subject"]["name"] == "Barack Obama"
+    elsewhere = facegate("identify", obama, "-c", "garage", "--json", data_dir=data_dir)
+    assert (
+        elsewhere.returncode == 5 and json.loads(elsewhere.stdout)["error"] == "unknown_collection"
+    )
+    pinned = facegate(
+        "enroll", "Someone", obama, "-c", "lobby", "--model", "dlib", "--json", data_dir=data_dir
+    )
+    assert pinned.returncode == 6 and json.loads(pinned.stdout)["error"] == "model_mismatch"
+    assert (
+        facegate("collections", "remove", "lobby", data_dir=data_dir).returncode == 2
+    )  # needs --yes
+    gone = json.loads(
+        facegate("collections", "remove", "lobby", "--yes", "--json", data_dir=data_dir).stdout
+    )
+    assert gone == {"collection": "lobby", "removed_subjects": 1}

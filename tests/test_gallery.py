@@ -10,12 +10,14 @@ import pytest
 
 from facegate.errors import (
     AmbiguousSubjectError,
+    DuplicateCollectionError,
     DuplicateSubjectError,
+    UnknownCollectionError,
     UnknownSubjectError,
     UnknownTemplateError,
 )
 from facegate.gallery.gallery import Gallery
-from facegate.gallery.records import Subject, Template, new_id
+from facegate.gallery.records import Collection, Subject, Template, new_id
 from facegate.gallery.sqlite_store import SQLiteStore
 from facegate.vision.embed import ScoreSpace
 
@@ -31,7 +33,12 @@ def unit(*values: float) -> np.ndarray:
 def subject_with(
     gallery: Gallery, name: str, *vectors: np.ndarray, external_id: str | None = None
 ) -> Subject:
-    subject = Subject(id=new_id(), display_name=name, external_id=external_id)
+    subject = Subject(
+        id=new_id(),
+        display_name=name,
+        external_id=external_id,
+        collection_id=gallery.collection_id,
+    )
     templates = [Template(new_id(), subject.id, "m", v, 0.9) for v in vectors]
     gallery.add_subject(subject, templates)
     return subject
@@ -39,7 +46,7 @@ def subject_with(
 
 @pytest.fixture()
 def gallery(tmp_path: Path) -> Gallery:
-    return Gallery(SQLiteStore(tmp_path / "g.sqlite3"))
+    return Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), "site-a", create_with_model="m")
 
 
 def test_search_ranks_subjects_by_their_best_template(gallery: Gallery) -> None:
@@ -84,10 +91,10 @@ def test_a_refused_write_leaves_store_and_index_unchanged(gallery: Gallery) -> N
 
 
 def test_index_is_rebuilt_from_the_store(tmp_path: Path) -> None:
-    first = Gallery(SQLiteStore(tmp_path / "g.sqlite3"))
+    first = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), "site-a", create_with_model="m")
     ann = subject_with(first, "Ann", unit(1, 0))
     first.store.close()
-    again = Gallery(SQLiteStore(tmp_path / "g.sqlite3"))
+    again = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), "site-a")
     assert again.search("m", unit(1, 0), ScoreSpace(), k=1)[0].subject_id == ann.id
     assert again.search("other-model", unit(1, 0), ScoreSpace(), k=1) == []
 
@@ -116,3 +123,36 @@ def test_records_validate_on_construction(name: str, embedding: np.ndarray, mess
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         subject = Subject(id=new_id(), display_name=name)
         Template(new_id(), subject.id, "m", embedding, 0.5)
+
+
+def test_collections_keep_their_people_apart(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "g.sqlite3")
+    site_a = Gallery.open(store, "site-a", create_with_model="m")
+    site_b = Gallery.open(store, "site-b", create_with_model="m")
+    ann = subject_with(site_a, "Ann", unit(1, 0), external_id="emp-1")
+    bob = subject_with(site_b, "Bob", unit(1, 0), external_id="emp-1")  # same key, other site
+    assert [c.subject_id for c in site_a.search("m", unit(1, 0), ScoreSpace(), k=5)] == [ann.id]
+    assert [c.subject_id for c in site_b.search("m", unit(1, 0), ScoreSpace(), k=5)] == [bob.id]
+    assert site_a.resolve("emp-1").id == ann.id
+    with pytest.raises(UnknownSubjectError):
+        site_a.resolve(bob.id)
+    with pytest.raises(UnknownSubjectError):
+        site_a.remove_subject(bob.id)
+    with pytest.raises(UnknownTemplateError):
+        site_a.remove_template(store.subject_templates(bob.id)[0].id)
+    assert store.remove_collection("site-b") == 1
+    assert store.get_subject(bob.id) is None and store.get_subject(ann.id) is not None
+
+
+def test_collections_are_named_and_must_exist(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "g.sqlite3")
+    with pytest.raises(UnknownCollectionError):
+        Gallery.open(store, "nowhere")
+    Gallery.open(store, "site-a", create_with_model="m")
+    with pytest.raises(DuplicateCollectionError):
+        store.add_collection(Collection("site-a", "m"))
+    for bad in ("", "Has Space", "../etc", "x" * 65):
+        with pytest.raises(ValueError):
+            Collection(bad, "m")
+    with pytest.raises(ValueError):
+        Collection("ok", "m", fmr=0.5)

@@ -86,9 +86,7 @@ def test_strict_operating_point_rejects_a_lookalike(
 ) -> None:
     # Abel Pacheco scores 0.367 against Hugo Chavez with SFace: above the FMR 1e-3
     # threshold (0.360), below the 1e-4 one (0.416). A stricter operating point is the fix.
-    strict = FaceRecognizer(
-        Settings(data_dir=tmp_path, fmr=1e-4), enrolled.gallery, enrolled.pipeline
-    )
+    strict = FaceRecognizer(enrolled.settings, enrolled.gallery, enrolled.pipeline, fmr=1e-4)
     for result in strict.identify(lfw(faces_root, "Abel_Pacheco", 1)):
         assert result.decision.verdict is Verdict.UNKNOWN
 

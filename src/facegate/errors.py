@@ -98,6 +98,14 @@ class GalleryError(FacegateError):
     code = "gallery_error"
 
 
+class UnknownCollectionError(GalleryError):
+    code = "unknown_collection"
+
+
+class DuplicateCollectionError(GalleryError):
+    code = "duplicate_collection"
+
+
 class UnknownSubjectError(GalleryError):
     code = "unknown_subject"
 

@@ -24,7 +24,7 @@ from facegate.errors import (
     NoFaceError,
 )
 from facegate.gallery.gallery import Gallery
-from facegate.gallery.records import Subject, Template, new_id
+from facegate.gallery.records import DEFAULT_COLLECTION, Subject, Template, new_id
 from facegate.gallery.sqlite_store import SQLiteStore
 from facegate.policy.thresholds import decide, operating_point
 from facegate.types import Candidate, Decision, Face, Match, OperatingPoint, Verdict
@@ -94,14 +94,22 @@ def pick_face(faces: Sequence[Face], choice: FaceChoice) -> Face:
 class FaceMatcher:
     """1:1 between photos, with no gallery: the pipeline and the operating point."""
 
-    def __init__(self, settings: Settings, pipeline: FacePipeline | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: FacePipeline | None = None,
+        *,
+        model_id: str | None = None,
+        fmr: float | None = None,
+    ) -> None:
         self.settings = settings
-        self.pipeline = pipeline or FacePipeline(settings.model, settings.vision)
+        self.pipeline = pipeline or FacePipeline(model_id or settings.model, settings.vision)
         self.model_id = self.pipeline.model_id
+        self.fmr = fmr if fmr is not None else settings.fmr
 
     @property
     def operating_point(self) -> OperatingPoint:
-        return operating_point(self.model_id, self.settings.fmr)
+        return operating_point(self.model_id, self.fmr)
 
     # --- images --------------------------------------------------------------------------
     def load(self, item: ImageInput) -> NDArray[np.uint8]:
@@ -128,19 +136,65 @@ class FaceMatcher:
 
 
 class FaceRecognizer(FaceMatcher):
-    """Enroll, identify and verify against a gallery, plus everything FaceMatcher does."""
+    """Enroll, identify and verify against one collection's gallery, plus 1:1 comparison.
+
+    The collection pins the model; its operating point is the default, ``fmr`` overrides it.
+    """
 
     def __init__(
-        self, settings: Settings, gallery: Gallery, pipeline: FacePipeline | None = None
+        self,
+        settings: Settings,
+        gallery: Gallery,
+        pipeline: FacePipeline | None = None,
+        *,
+        fmr: float | None = None,
     ) -> None:
-        super().__init__(settings, pipeline)
+        pinned = gallery.collection.model_id
+        if pipeline is not None and pipeline.model_id != pinned:
+            raise ModelMismatchError(
+                f"collection {gallery.collection_id!r} is pinned to model {pinned!r}, "
+                f"not {pipeline.model_id!r}"
+            )
+        super().__init__(
+            settings,
+            pipeline,
+            model_id=pinned,
+            fmr=fmr if fmr is not None else gallery.collection.fmr,
+        )
         self.gallery = gallery
         gallery.load_index(self.model_id, self.pipeline.embedder.dim)  # FAISS loaded at start
 
     @classmethod
-    def open(cls, settings: Settings) -> FaceRecognizer:
-        """The embedded default: SQLite in ``settings.data_dir``."""
-        return cls(settings, Gallery(SQLiteStore(settings.db_path)))
+    def open(
+        cls,
+        settings: Settings,
+        collection: str = DEFAULT_COLLECTION,
+        *,
+        model_id: str | None = None,
+        fmr: float | None = None,
+        create: bool = True,
+    ) -> FaceRecognizer:
+        """The embedded default: SQLite in ``settings.data_dir``. A missing collection is
+        created, pinned to ``model_id`` (default: the configured model); an existing one
+        must be pinned to ``model_id`` if one is given. ``create=False``: a missing
+        collection is an error."""
+        store = SQLiteStore(settings.db_path)
+        try:
+            gallery = Gallery.open(
+                store,
+                collection,
+                create_with_model=(model_id or settings.model) if create else None,
+            )
+        except FacegateError:
+            store.close()
+            raise
+        if model_id is not None and gallery.collection.model_id != model_id:
+            store.close()
+            raise ModelMismatchError(
+                f"collection {collection!r} is pinned to model {gallery.collection.model_id!r}; "
+                f"use another collection for {model_id!r}"
+            )
+        return cls(settings, gallery, fmr=fmr)
 
     def close(self) -> None:
         self.gallery.store.close()
@@ -189,7 +243,11 @@ class FaceRecognizer(FaceMatcher):
         if not images:
             raise ValueError("give at least one image")
         target = subject or Subject(
-            id=new_id(), display_name=name, external_id=external_id, metadata=metadata or {}
+            id=new_id(),
+            display_name=name,
+            external_id=external_id,
+            metadata=metadata or {},
+            collection_id=self.gallery.collection_id,
         )
         prepared: list[Template] = []
         refused: list[Refusal] = []
@@ -213,16 +271,18 @@ class FaceRecognizer(FaceMatcher):
 
     # --- recognise -------------------------------------------------------------------------
     def _check_gallery(self) -> None:
-        counts = self.gallery.store.template_counts()
+        counts = self.gallery.template_counts()
         if counts.get(self.model_id, 0):
             return
         if counts:
             others = ", ".join(f"{m} ({n})" for m, n in sorted(counts.items()))
             raise ModelMismatchError(
-                f"the gallery has no templates for model {self.model_id!r}, only for {others}; "
-                "use that model or enroll again with this one"
+                f"collection {self.gallery.collection_id!r} has no templates for model "
+                f"{self.model_id!r}, only for {others}"
             )
-        raise EmptyGalleryError("the gallery is empty; enroll someone first")
+        raise EmptyGalleryError(
+            f"collection {self.gallery.collection_id!r} is empty; enroll someone first"
+        )
 
     def identify(self, item: ImageInput, top_k: int | None = None) -> list[FaceResult]:
         """1:N for every face in the image (largest first). Empty list: no face found."""

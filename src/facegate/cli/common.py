@@ -30,6 +30,14 @@ FmrOption = Annotated[
         show_default=False,
     ),
 ]
+CollectionOption = Annotated[
+    str,
+    typer.Option(
+        "--collection",
+        "-c",
+        help="The gallery namespace (a site or tenant); created on first enroll.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 FaceOption = Annotated[
     str | None,

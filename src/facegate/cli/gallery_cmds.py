@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from facegate.cli.common import (
+    CollectionOption,
     DataDirOption,
     FaceOption,
     FmrOption,
@@ -22,6 +23,7 @@ from facegate.cli.common import (
 from facegate.cli.output import console, err_console, print_json
 from facegate.cli.render import decision_view, face_result_view, face_view, subject_view
 from facegate.errors import FacegateError
+from facegate.gallery.records import DEFAULT_COLLECTION
 from facegate.recognition import EnrollResult, FaceMatcher, FaceRecognizer, Refusal
 from facegate.types import OperatingPoint, Verdict
 from facegate.vision.pipeline import FacePipeline
@@ -61,8 +63,17 @@ def _point_text(point: OperatingPoint) -> str:
     return f"threshold {point.threshold:.3f} ({point.model_id} at FMR {point.fmr:g})"
 
 
-def _open(data_dir: Path | None, model: str | None, fmr: float | None) -> FaceRecognizer:
-    return FaceRecognizer.open(build_settings(data_dir, model, fmr))
+def _open(
+    data_dir: Path | None,
+    collection: str,
+    *,
+    model: str | None = None,
+    fmr: float | None = None,
+    create: bool = False,
+) -> FaceRecognizer:
+    """The recognizer of one collection; only enrolling creates a missing collection."""
+    settings = build_settings(data_dir, None, None)
+    return FaceRecognizer.open(settings, collection, model_id=model, fmr=fmr, create=create)
 
 
 def detect(
@@ -160,16 +171,17 @@ def enroll(
     ] = False,
     face: FaceOption = None,
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     model: ModelOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Enroll a consenting person from one or more photos (all or nothing unless --keep-going)."""
-    recognizer = _open(data_dir, model, None)
+    recognizer = _open(data_dir, collection, model=model, create=True)
     existing = None
     if not new:
-        matches = recognizer.gallery.store.find_subjects(display_name=name)
+        matches = recognizer.gallery.find_subjects(display_name=name)
         if external_id is not None:
-            matches = recognizer.gallery.store.find_subjects(external_id=external_id)
+            matches = recognizer.gallery.find_subjects(external_id=external_id)
         existing = matches[0] if len(matches) == 1 else None
         if len(matches) > 1:
             raise typer.BadParameter(
@@ -223,6 +235,7 @@ def enroll_dir(
     ] = 5,
     face: FaceOption = None,
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     model: ModelOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -231,7 +244,7 @@ def enroll_dir(
     Each person is written in one transaction, so an interrupted run loses nothing and the
     next run carries on where it stopped.
     """
-    recognizer = _open(data_dir, model, None)
+    recognizer = _open(data_dir, collection, model=model, create=True)
     face_choice = parse_face_choice(face)
     folders = sorted(p for p in directory.iterdir() if p.is_dir())
     enrolled, skipped, failed = 0, 0, []
@@ -247,7 +260,7 @@ def enroll_dir(
         task = progress.add_task("enrolling", total=len(folders))
         for folder in folders:
             progress.update(task, description=f"enrolling {folder.name[:30]}")
-            if recognizer.gallery.store.find_subjects(external_id=folder.name):
+            if recognizer.gallery.find_subjects(external_id=folder.name):
                 skipped += 1
                 progress.advance(task)
                 continue
@@ -317,12 +330,13 @@ def identify(
         int | None, typer.Option("--top-k", min=1, max=100, help="Candidates per face.")
     ] = None,
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     model: ModelOption = None,
     fmr: FmrOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """1:N: who is each face in the image? Below the operating point the answer is 'unknown'."""
-    recognizer = _open(data_dir, model, fmr)
+    recognizer = _open(data_dir, collection, model=model, fmr=fmr)
     is_video = image.suffix.lower() in VIDEO_SUFFIXES
     if frame is not None or is_video:
         results = recognizer.identify(read_video_frame(image, frame or 0), top_k)
@@ -373,12 +387,13 @@ def verify(
     image: ImageArg,
     face: FaceOption = "largest",
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     model: ModelOption = None,
     fmr: FmrOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """1:1: is this the enrolled person? Exit code 0 for a match, 1 for no match."""
-    recognizer = _open(data_dir, model, fmr)
+    recognizer = _open(data_dir, collection, model=model, fmr=fmr)
     found, decision = recognizer.verify(subject, image, parse_face_choice(face))
     if json_output:
         print_json({"subject": subject_view(found), **decision_view(decision)})
@@ -421,23 +436,33 @@ def subjects_list(
     limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     json_output: JsonOption = False,
 ) -> None:
     """List enrolled subjects."""
-    recognizer = _open(data_dir, None, None)
-    store = recognizer.gallery.store
-    subjects = store.list_subjects(limit, offset)
+    recognizer = _open(data_dir, collection)
+    gallery = recognizer.gallery
+    subjects = gallery.list_subjects(limit, offset)
+    total = gallery.count_subjects()
     if json_output:
         print_json(
-            {"total": store.count_subjects(), "subjects": [subject_view(s) for s in subjects]}
+            {
+                "collection": gallery.collection_id,
+                "total": total,
+                "subjects": [subject_view(s) for s in subjects],
+            }
         )
         return
     table = Table(
-        "id", "name", "external id", "templates", title=f"{store.count_subjects()} subject(s)"
+        "id",
+        "name",
+        "external id",
+        "templates",
+        title=f"{total} subject(s) in collection {gallery.collection_id}",
     )
     for s in subjects:
         table.add_row(
-            s.id, s.display_name, s.external_id or "", str(len(store.subject_templates(s.id)))
+            s.id, s.display_name, s.external_id or "", str(len(gallery.subject_templates(s.id)))
         )
     console.print(table)
 
@@ -446,12 +471,13 @@ def subjects_list(
 def subjects_show(
     subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     json_output: JsonOption = False,
 ) -> None:
     """Show one subject and its templates (never the embeddings)."""
-    recognizer = _open(data_dir, None, None)
+    recognizer = _open(data_dir, collection)
     found = recognizer.gallery.resolve(subject)
-    view = subject_view(found, recognizer.gallery.store.subject_templates(found.id))
+    view = subject_view(found, recognizer.gallery.subject_templates(found.id))
     if json_output:
         print_json(view)
         return
@@ -473,13 +499,14 @@ def subjects_remove(
         str | None, typer.Option("--template", help="Remove only this template.")
     ] = None,
     data_dir: DataDirOption = None,
+    collection: CollectionOption = DEFAULT_COLLECTION,
     json_output: JsonOption = False,
 ) -> None:
     """Remove a subject and all their templates (or one template)."""
-    recognizer = _open(data_dir, None, None)
+    recognizer = _open(data_dir, collection)
     found = recognizer.gallery.resolve(subject)
     if template is not None:
-        owned = {t.id for t in recognizer.gallery.store.subject_templates(found.id)}
+        owned = {t.id for t in recognizer.gallery.subject_templates(found.id)}
         if template not in owned:
             raise typer.BadParameter(f"template {template} does not belong to {found.display_name}")
         recognizer.gallery.remove_template(template)

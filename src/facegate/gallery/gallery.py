@@ -1,4 +1,4 @@
-"""The gallery: a durable store plus one in-memory vector index per model id.
+"""The gallery of one collection: a durable store plus an in-memory vector index.
 
 The index is loaded from the store at start and kept in step with every write, store
 first: if the store write fails, the index is not touched.
@@ -9,9 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from facegate.errors import AmbiguousSubjectError, UnknownSubjectError
+from facegate.errors import (
+    AmbiguousSubjectError,
+    UnknownCollectionError,
+    UnknownSubjectError,
+    UnknownTemplateError,
+)
 from facegate.gallery.index import VectorIndex
-from facegate.gallery.records import Subject, Template
+from facegate.gallery.records import DEFAULT_COLLECTION, Collection, Subject, Template
 from facegate.gallery.store import Store
 from facegate.types import Candidate, FloatArray
 from facegate.vision.embed import ScoreSpace
@@ -21,10 +26,54 @@ _ROWS_PER_SUBJECT = 8
 
 
 class Gallery:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, collection: Collection) -> None:
         self.store = store
+        self.collection = collection
         self._indexes: dict[str, VectorIndex] = {}
         self._lock = threading.RLock()
+
+    @classmethod
+    def open(
+        cls, store: Store, name: str = DEFAULT_COLLECTION, *, create_with_model: str | None = None
+    ) -> Gallery:
+        """The gallery of collection ``name``; created (pinned to ``create_with_model``) if
+        it does not exist and a model is given."""
+        collection = store.get_collection(name)
+        if collection is None:
+            if create_with_model is None:
+                known = ", ".join(c.name for c in store.list_collections()) or "none"
+                raise UnknownCollectionError(f"no collection named {name!r} (collections: {known})")
+            collection = Collection(name=name, model_id=create_with_model)
+            store.add_collection(collection)
+        return cls(store, collection)
+
+    @property
+    def collection_id(self) -> str:
+        return self.collection.name
+
+    def count_subjects(self) -> int:
+        return self.store.count_subjects(self.collection_id)
+
+    def list_subjects(self, limit: int = 100, offset: int = 0) -> list[Subject]:
+        return self.store.list_subjects(limit, offset, self.collection_id)
+
+    def find_subjects(
+        self, *, display_name: str | None = None, external_id: str | None = None
+    ) -> list[Subject]:
+        return self.store.find_subjects(
+            display_name=display_name, external_id=external_id, collection_id=self.collection_id
+        )
+
+    def template_counts(self) -> dict[str, int]:
+        return self.store.template_counts(self.collection_id)
+
+    def _own(self, subject_id: str) -> Subject:
+        subject = self.store.get_subject(subject_id)
+        if subject is None or subject.collection_id != self.collection_id:
+            raise UnknownSubjectError(
+                f"no subject with id {subject_id!r} in collection {self.collection_id!r}"
+            )
+        return subject
 
     # --- index ---------------------------------------------------------------------------
     def load_index(self, model_id: str, dim: int) -> VectorIndex:
@@ -33,19 +82,22 @@ class Gallery:
             index = self._indexes.get(model_id)
             if index is None:
                 index = VectorIndex(dim)
-                index.add(self.store.iter_templates(model_id))
+                index.add(self.store.iter_templates(model_id, self.collection_id))
                 self._indexes[model_id] = index
             return index
 
-    def template_count(self, model_id: str) -> int:
-        return self.store.template_counts().get(model_id, 0)
-
     # --- subjects --------------------------------------------------------------------------
     def add_subject(self, subject: Subject, templates: Sequence[Template]) -> None:
+        if subject.collection_id != self.collection_id:
+            raise ValueError(
+                f"subject belongs to {subject.collection_id!r}, not {self.collection_id!r}"
+            )
         self.store.add_subject(subject, templates)
         self._index_templates(templates)
 
     def add_templates(self, templates: Sequence[Template]) -> None:
+        for subject_id in {t.subject_id for t in templates}:
+            self._own(subject_id)
         self.store.add_templates(templates)
         self._index_templates(templates)
 
@@ -56,6 +108,7 @@ class Gallery:
                     self._indexes[t.model_id].add([t])
 
     def remove_subject(self, subject_id: str) -> int:
+        self._own(subject_id)
         gone = [t.id for t in self.store.subject_templates(subject_id)]
         count = self.store.remove_subject(subject_id)
         with self._lock:
@@ -64,6 +117,12 @@ class Gallery:
         return count
 
     def remove_template(self, template_id: str) -> Template:
+        found = self.store.get_template(template_id)
+        owner = self.store.get_subject(found.subject_id) if found else None
+        if owner is None or owner.collection_id != self.collection_id:
+            raise UnknownTemplateError(
+                f"no template with id {template_id!r} in collection {self.collection_id!r}"
+            )
         template = self.store.remove_template(template_id)
         with self._lock:
             if template.model_id in self._indexes:
@@ -71,14 +130,14 @@ class Gallery:
         return template
 
     def resolve(self, ref: str) -> Subject:
-        """A subject by id, external id, or (when unique) display name."""
+        """A subject of this collection by id, external id, or (when unique) display name."""
         subject = self.store.get_subject(ref)
-        if subject is not None:
+        if subject is not None and subject.collection_id == self.collection_id:
             return subject
-        by_external = self.store.find_subjects(external_id=ref)
+        by_external = self.find_subjects(external_id=ref)
         if by_external:
             return by_external[0]
-        by_name = self.store.find_subjects(display_name=ref)
+        by_name = self.find_subjects(display_name=ref)
         if len(by_name) == 1:
             return by_name[0]
         if len(by_name) > 1:
@@ -86,7 +145,9 @@ class Gallery:
             raise AmbiguousSubjectError(
                 f"{len(by_name)} subjects are named {ref!r}; use an id: {ids}"
             )
-        raise UnknownSubjectError(f"no subject with id, external id or name {ref!r}")
+        raise UnknownSubjectError(
+            f"no subject with id, external id or name {ref!r} in collection {self.collection_id!r}"
+        )
 
     # --- search ----------------------------------------------------------------------------
     def search(
@@ -108,5 +169,7 @@ class Gallery:
                 candidates.append(Candidate(subject_id, subject.display_name, round(score, 6)))
         return candidates
 
-    def subject_templates(self, subject_id: str, model_id: str) -> list[Template]:
-        return [t for t in self.store.subject_templates(subject_id) if t.model_id == model_id]
+    def subject_templates(self, subject_id: str, model_id: str | None = None) -> list[Template]:
+        self._own(subject_id)
+        found = self.store.subject_templates(subject_id)
+        return [t for t in found if model_id is None or t.model_id == model_id]

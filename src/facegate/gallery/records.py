@@ -1,7 +1,8 @@
-"""What the gallery stores: subjects and their templates."""
+"""What the gallery stores: collections, subjects and their templates."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,7 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from facegate.config import FMR_CHOICES
 from facegate.types import FloatArray
+
+DEFAULT_COLLECTION = "default"
+_COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def new_id() -> str:
@@ -21,12 +26,33 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
+class Collection:
+    """A gallery namespace (a site, a tenant), pinned to one model and a default operating point."""
+
+    name: str
+    model_id: str
+    fmr: float = 1e-3
+    created_at: datetime = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        if not _COLLECTION_NAME.match(self.name):
+            raise ValueError(
+                "collection name must be 1-64 characters of a-z, 0-9, '_' or '-', "
+                f"starting with a letter or digit; got {self.name!r}"
+            )
+        if not any(abs(self.fmr - c) <= c * 1e-6 for c in FMR_CHOICES):
+            raise ValueError(f"fmr must be one of {FMR_CHOICES}, got {self.fmr}")
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
-    """A consenting, enrolled person. ``external_id`` is the caller's own key (unique)."""
+    """A consenting, enrolled person. ``external_id`` is the caller's own key, unique
+    within the subject's collection."""
 
     id: str
     display_name: str
     external_id: str | None = None
+    collection_id: str = DEFAULT_COLLECTION
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utc_now)
 

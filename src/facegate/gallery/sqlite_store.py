@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UniqueConstraint,
     create_engine,
     delete,
     event,
@@ -33,19 +34,42 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine, Row
 
-from facegate.errors import DuplicateSubjectError, UnknownSubjectError, UnknownTemplateError
-from facegate.gallery.records import Subject, Template
+from facegate.errors import (
+    DuplicateCollectionError,
+    DuplicateSubjectError,
+    UnknownCollectionError,
+    UnknownSubjectError,
+    UnknownTemplateError,
+)
+from facegate.gallery.records import Collection, Subject, Template
 
 metadata = MetaData()
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("model_id", String(64), nullable=False),
+    Column("fmr", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
 
 subjects = Table(
     "subjects",
     metadata,
     Column("id", String(32), primary_key=True),
+    Column(
+        "collection_id",
+        String(64),
+        ForeignKey("collections.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
     Column("display_name", String(200), nullable=False, index=True),
-    Column("external_id", String(200), unique=True),
+    Column("external_id", String(200)),
     Column("metadata", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("collection_id", "external_id", name="uq_subjects_collection_external"),
+    Index("ix_subjects_collection", "collection_id"),
 )
 
 templates = Table(
@@ -93,6 +117,7 @@ class SQLiteStore:
         meta = row.metadata if isinstance(row.metadata, dict) else json.loads(row.metadata or "{}")
         return Subject(
             id=row.id,
+            collection_id=row.collection_id,
             display_name=row.display_name,
             external_id=row.external_id,
             metadata=meta,
@@ -124,20 +149,71 @@ class SQLiteStore:
             "created_at": t.created_at,
         }
 
+    # --- collections -------------------------------------------------------------------
+    @staticmethod
+    def _collection(row: Row[Any]) -> Collection:
+        return Collection(row.name, row.model_id, row.fmr, _utc(row.created_at))
+
+    def add_collection(self, collection: Collection) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(
+                select(collections.c.name).where(collections.c.name == collection.name)
+            ).first():
+                raise DuplicateCollectionError(f"collection {collection.name!r} already exists")
+            conn.execute(
+                insert(collections).values(
+                    name=collection.name,
+                    model_id=collection.model_id,
+                    fmr=collection.fmr,
+                    created_at=collection.created_at,
+                )
+            )
+
+    def get_collection(self, name: str) -> Collection | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(collections).where(collections.c.name == name)).first()
+        return self._collection(row) if row else None
+
+    def list_collections(self) -> list[Collection]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(collections).order_by(collections.c.name))
+            return [self._collection(r) for r in rows]
+
+    def remove_collection(self, name: str) -> int:
+        with self.engine.begin() as conn:
+            if not conn.execute(
+                select(collections.c.name).where(collections.c.name == name)
+            ).first():
+                raise UnknownCollectionError(f"no collection named {name!r}")
+            members = select(subjects.c.id).where(subjects.c.collection_id == name)
+            conn.execute(delete(templates).where(templates.c.subject_id.in_(members)))
+            removed = conn.execute(delete(subjects).where(subjects.c.collection_id == name))
+            conn.execute(delete(collections).where(collections.c.name == name))
+            return int(removed.rowcount or 0)
+
     # --- writes ------------------------------------------------------------------------
     def add_subject(self, subject: Subject, new_templates: Sequence[Template]) -> None:
         with self.engine.begin() as conn:
+            if not conn.execute(
+                select(collections.c.name).where(collections.c.name == subject.collection_id)
+            ).first():
+                raise UnknownCollectionError(f"no collection named {subject.collection_id!r}")
             if subject.external_id is not None:
                 taken = conn.execute(
-                    select(subjects.c.id).where(subjects.c.external_id == subject.external_id)
+                    select(subjects.c.id).where(
+                        subjects.c.collection_id == subject.collection_id,
+                        subjects.c.external_id == subject.external_id,
+                    )
                 ).first()
                 if taken:
                     raise DuplicateSubjectError(
-                        f"a subject with external id {subject.external_id!r} already exists"
+                        f"a subject with external id {subject.external_id!r} already exists "
+                        f"in collection {subject.collection_id!r}"
                     )
             conn.execute(
                 insert(subjects).values(
                     id=subject.id,
+                    collection_id=subject.collection_id,
                     display_name=subject.display_name,
                     external_id=subject.external_id,
                     metadata=subject.metadata,
@@ -181,9 +257,15 @@ class SQLiteStore:
         return self._subject(row) if row else None
 
     def find_subjects(
-        self, *, display_name: str | None = None, external_id: str | None = None
+        self,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        collection_id: str | None = None,
     ) -> list[Subject]:
         query = select(subjects).order_by(subjects.c.created_at)
+        if collection_id is not None:
+            query = query.where(subjects.c.collection_id == collection_id)
         if display_name is not None:
             query = query.where(subjects.c.display_name == display_name)
         if external_id is not None:
@@ -191,29 +273,49 @@ class SQLiteStore:
         with self.engine.connect() as conn:
             return [self._subject(r) for r in conn.execute(query)]
 
-    def list_subjects(self, limit: int = 100, offset: int = 0) -> list[Subject]:
+    def list_subjects(
+        self, limit: int = 100, offset: int = 0, collection_id: str | None = None
+    ) -> list[Subject]:
         query = select(subjects).order_by(subjects.c.display_name, subjects.c.id)
+        if collection_id is not None:
+            query = query.where(subjects.c.collection_id == collection_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query.limit(limit).offset(offset))
             return [self._subject(r) for r in rows]
 
-    def count_subjects(self) -> int:
+    def count_subjects(self, collection_id: str | None = None) -> int:
+        query = select(func.count()).select_from(subjects)
+        if collection_id is not None:
+            query = query.where(subjects.c.collection_id == collection_id)
         with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(subjects)).scalar_one())
+            return int(conn.execute(query).scalar_one())
 
     def subject_templates(self, subject_id: str) -> list[Template]:
         query = select(templates).where(templates.c.subject_id == subject_id)
         with self.engine.connect() as conn:
             return [self._template(r) for r in conn.execute(query.order_by(templates.c.created_at))]
 
-    def iter_templates(self, model_id: str) -> Iterator[Template]:
+    def _in_collection(self, query: Any, collection_id: str | None) -> Any:
+        if collection_id is None:
+            return query
+        members = select(subjects.c.id).where(subjects.c.collection_id == collection_id)
+        return query.where(templates.c.subject_id.in_(members))
+
+    def get_template(self, template_id: str) -> Template | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(templates).where(templates.c.id == template_id)).first()
+        return self._template(row) if row else None
+
+    def iter_templates(self, model_id: str, collection_id: str | None = None) -> Iterator[Template]:
         query = select(templates).where(templates.c.model_id == model_id).order_by(templates.c.id)
+        query = self._in_collection(query, collection_id)
         with self.engine.connect() as conn:
             for row in conn.execute(query):
                 yield self._template(row)
 
-    def template_counts(self) -> dict[str, int]:
+    def template_counts(self, collection_id: str | None = None) -> dict[str, int]:
         query = select(templates.c.model_id, func.count()).group_by(templates.c.model_id)
+        query = self._in_collection(query, collection_id)
         with self.engine.connect() as conn:
             return {str(m): int(n) for m, n in conn.execute(query)}
 

@@ -1,15 +1,28 @@
-"""The storage protocol. SQLite is the embedded default; a PostgreSQL store can follow."""
+"""The storage protocol. SQLite is the embedded default; a PostgreSQL store can follow.
+
+Subject reads take an optional ``collection_id``; ``None`` means every collection.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from facegate.gallery.records import Subject, Template
+from facegate.gallery.records import Collection, Subject, Template
 
 
 class Store(Protocol):
     """Durable subjects and templates. Every method is one transaction."""
+
+    def add_collection(self, collection: Collection) -> None: ...
+
+    def get_collection(self, name: str) -> Collection | None: ...
+
+    def list_collections(self) -> list[Collection]: ...
+
+    def remove_collection(self, name: str) -> int:
+        """Delete a collection with its subjects and templates; returns subjects removed."""
+        ...
 
     def add_subject(self, subject: Subject, templates: Sequence[Template]) -> None:
         """Insert a subject with its templates, all or nothing."""
@@ -20,20 +33,28 @@ class Store(Protocol):
     def get_subject(self, subject_id: str) -> Subject | None: ...
 
     def find_subjects(
-        self, *, display_name: str | None = None, external_id: str | None = None
+        self,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        collection_id: str | None = None,
     ) -> list[Subject]: ...
 
-    def list_subjects(self, limit: int = 100, offset: int = 0) -> list[Subject]: ...
+    def list_subjects(
+        self, limit: int = 100, offset: int = 0, collection_id: str | None = None
+    ) -> list[Subject]: ...
 
-    def count_subjects(self) -> int: ...
+    def count_subjects(self, collection_id: str | None = None) -> int: ...
 
     def subject_templates(self, subject_id: str) -> list[Template]: ...
 
-    def iter_templates(self, model_id: str) -> Iterator[Template]:
+    def get_template(self, template_id: str) -> Template | None: ...
+
+    def iter_templates(self, model_id: str, collection_id: str | None = None) -> Iterator[Template]:
         """Every template of one model, for loading the vector index."""
         ...
 
-    def template_counts(self) -> dict[str, int]:
+    def template_counts(self, collection_id: str | None = None) -> dict[str, int]:
         """Templates per model id."""
         ...
 
