@@ -25,6 +25,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything facegate stores is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Collection:
     """A gallery namespace (a site, a tenant), pinned to one model and a default operating point."""

@@ -8,23 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
     create_engine,
     delete,
     event,
@@ -41,51 +29,8 @@ from facegate.errors import (
     UnknownSubjectError,
     UnknownTemplateError,
 )
-from facegate.gallery.records import Collection, Subject, Template
-
-metadata = MetaData()
-
-collections = Table(
-    "collections",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("model_id", String(64), nullable=False),
-    Column("fmr", Float, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-subjects = Table(
-    "subjects",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column(
-        "collection_id",
-        String(64),
-        ForeignKey("collections.name", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    Column("display_name", String(200), nullable=False, index=True),
-    Column("external_id", String(200)),
-    Column("metadata", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("collection_id", "external_id", name="uq_subjects_collection_external"),
-    Index("ix_subjects_collection", "collection_id"),
-)
-
-templates = Table(
-    "templates",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
-    Column("model_id", String(64), nullable=False),
-    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian
-    Column("dim", Float, nullable=False),
-    Column("quality", Float, nullable=False),
-    Column("source", String(500)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_templates_subject", "subject_id"),
-    Index("ix_templates_model", "model_id"),
-)
+from facegate.gallery.records import Collection, Subject, Template, as_utc
+from facegate.gallery.tables import collections, metadata, subjects, templates
 
 
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -95,11 +40,6 @@ def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class SQLiteStore:
@@ -121,7 +61,7 @@ class SQLiteStore:
             display_name=row.display_name,
             external_id=row.external_id,
             metadata=meta,
-            created_at=_utc(row.created_at),
+            created_at=as_utc(row.created_at),
         )
 
     @staticmethod
@@ -132,7 +72,7 @@ class SQLiteStore:
             model_id=row.model_id,
             embedding=np.frombuffer(row.embedding, dtype="<f4").astype(np.float32),
             quality=row.quality,
-            created_at=_utc(row.created_at),
+            created_at=as_utc(row.created_at),
             source=row.source,
         )
 
@@ -152,7 +92,7 @@ class SQLiteStore:
     # --- collections -------------------------------------------------------------------
     @staticmethod
     def _collection(row: Row[Any]) -> Collection:
-        return Collection(row.name, row.model_id, row.fmr, _utc(row.created_at))
+        return Collection(row.name, row.model_id, row.fmr, as_utc(row.created_at))
 
     def add_collection(self, collection: Collection) -> None:
         with self.engine.begin() as conn:
