@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +14,13 @@ from PIL import Image
 from facegate.errors import (
     CorruptImageError,
     EmptyImageError,
+    ImageError,
     ImageTooLargeError,
     NotAnImageError,
+    UnreadableImageError,
     UnsupportedImageFormatError,
 )
-from facegate.vision.decode import decode_image
+from facegate.vision.decode import decode_image, read_image_bytes
 from helpers import png_header_only
 
 
@@ -74,3 +79,46 @@ def test_exif_orientation_is_applied() -> None:
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
     data = encoded("JPEG", (40, 30), exif=exif.tobytes())
     assert decode_image(data).shape == (40, 30, 3)
+
+
+def test_corrupted_exif_never_escapes_as_a_crash() -> None:
+    # Flip every byte of a small EXIF block in turn: each variant decodes (unrotated if the
+    # EXIF is unreadable) or raises an ImageError, never anything else.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "camera maker"
+    data = encoded("JPEG", (40, 30), exif=exif.tobytes())
+    start = data.index(b"Exif\x00\x00")
+    for offset in range(start, start + 60):
+        for value in (0x00, 0xFF, 0x7F):
+            mutated = bytearray(data)
+            mutated[offset] = value
+            with contextlib.suppress(ImageError):
+                assert decode_image(bytes(mutated)).ndim == 3
+
+
+def test_16_bit_greyscale_png_keeps_its_picture() -> None:
+    grey = (np.tile(np.arange(0, 40, dtype=np.uint16), (30, 1)) * 1000 + 5000).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="PNG")
+    image = decode_image(buffer.getvalue())
+    assert image.shape == (30, 40, 3)
+    assert 0 < int(image.min()) < int(image.max()) < 255  # scaled, not clipped to white
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory", "missing"])
+def test_only_regular_files_are_read(tmp_path: Path, kind: str) -> None:
+    path = {"device": Path("/dev/zero"), "directory": tmp_path, "missing": tmp_path / "x.jpg"}.get(
+        kind, tmp_path / "fifo.jpg"
+    )
+    if kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(UnreadableImageError):
+        read_image_bytes(path, 1_000_000)
+
+
+def test_byte_limit_is_checked_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    path.write_bytes(encoded("PNG", (100, 100)))
+    with pytest.raises(ImageTooLargeError):
+        read_image_bytes(path, 10)

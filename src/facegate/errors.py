@@ -65,6 +65,12 @@ class ImageTooLargeError(ImageError):
     code = "image_too_large"
 
 
+class UnreadableImageError(ImageError):
+    """The file could not be read (missing, not a regular file, no permission)."""
+
+    code = "unreadable_image"
+
+
 # --- faces ----------------------------------------------------------------------------
 class FaceError(FacegateError):
     code = "face_error"
@@ -104,6 +110,12 @@ class UnknownCollectionError(GalleryError):
 
 class DuplicateCollectionError(GalleryError):
     code = "duplicate_collection"
+
+
+class InvalidSubjectError(GalleryError):
+    """A subject's fields are not acceptable (empty or overlong name, ...)."""
+
+    code = "invalid_subject"
 
 
 class UnknownSubjectError(GalleryError):

@@ -7,6 +7,9 @@ is not an image is refused before any pixel is decoded.
 from __future__ import annotations
 
 import io
+import os
+import stat
+import struct
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from facegate.errors import (
     EmptyImageError,
     ImageTooLargeError,
     NotAnImageError,
+    UnreadableImageError,
     UnsupportedImageFormatError,
 )
 
@@ -33,13 +37,48 @@ Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
 
 
 def read_image_bytes(path: Path, max_bytes: int) -> bytes:
-    """Read a file for decoding, refusing one larger than ``max_bytes`` without reading it."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ImageTooLargeError(
-            f"{path.name}: {size} bytes exceeds the limit of {max_bytes} bytes"
-        )
-    return path.read_bytes()
+    """Read a regular file for decoding, never more than ``max_bytes`` (a device or a pipe
+    named like a photo is refused, not read forever)."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UnreadableImageError(f"{path}: not a regular file")
+            if info.st_size > max_bytes:
+                raise ImageTooLargeError(
+                    f"{path.name}: {info.st_size} bytes exceeds the limit of {max_bytes} bytes"
+                )
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise UnreadableImageError(f"{path}: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:  # the file grew while we read it
+        raise ImageTooLargeError(f"{path.name}: more than {max_bytes} bytes")
+    return data
+
+
+def _to_8bit_rgb(image: Image.Image) -> Image.Image:
+    """RGB with 8 bits a channel. Pillow clips 16-bit and float greyscale when converting,
+    which would turn a normal photo white; scale those down first."""
+    if image.mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        if image.mode == "I" and top <= 255:
+            top = 255.0
+        scaled = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply EXIF orientation; a malformed EXIF block leaves the image as stored."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about each unreadable EXIF tag
+            return ImageOps.exif_transpose(image)
+    except Exception:  # Pillow raises struct.error, KeyError, ... on broken EXIF
+        return image
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
@@ -82,10 +121,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         image.load()
-        rgb = ImageOps.exif_transpose(image).convert("RGB")
+        rgb = _to_8bit_rgb(_upright(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"the image has too many pixels: {exc}") from exc
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError) as exc:
         raise CorruptImageError(f"the image data is corrupt or truncated: {exc}") from exc
     # PIL gives RGB; OpenCV and the models work in BGR.
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
