@@ -156,3 +156,23 @@ def test_collections_are_named_and_must_exist(tmp_path: Path) -> None:
             Collection(bad, "m")
     with pytest.raises(ValueError):
         Collection("ok", "m", fmr=0.5)
+
+
+def test_a_removal_by_another_process_is_seen_at_once(tmp_path: Path) -> None:
+    # Two gallery objects on one database stand for two processes (a service and a CLI).
+    serving = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), "site-a", create_with_model="m")
+    ann = subject_with(serving, "Ann", unit(1, 0))
+    assert serving.search("m", unit(1, 0), ScoreSpace(), k=1)[0].subject_id == ann.id
+    other = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), "site-a")
+    other.remove_subject(ann.id)
+    assert serving.search("m", unit(1, 0), ScoreSpace(), k=1) == []
+    bob = subject_with(other, "Bob", unit(0, 1))
+    assert serving.search("m", unit(0, 1), ScoreSpace(), k=1)[0].subject_id == bob.id
+
+
+def test_top_k_reaches_past_a_subject_with_many_templates(gallery: Gallery) -> None:
+    many = subject_with(gallery, "Many", *[unit(1, 0.01 * i) for i in range(60)])
+    others = [subject_with(gallery, f"P{i}", unit(1, 1 + i)) for i in range(4)]
+    found = gallery.search("m", unit(1, 0), ScoreSpace(), k=5)
+    assert [c.subject_id for c in found][0] == many.id
+    assert {c.subject_id for c in found[1:]} == {o.id for o in others}

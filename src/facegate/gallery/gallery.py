@@ -7,7 +7,8 @@ first: if the store write fails, the index is not touched.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from facegate.errors import (
     AmbiguousSubjectError,
@@ -21,6 +22,8 @@ from facegate.gallery.store import Store
 from facegate.types import Candidate, FloatArray
 from facegate.vision.embed import ScoreSpace
 
+T = TypeVar("T")
+
 # How many template rows to fetch per wanted subject before grouping by subject.
 _ROWS_PER_SUBJECT = 8
 
@@ -31,6 +34,7 @@ class Gallery:
         self.collection = collection
         self._indexes: dict[str, VectorIndex] = {}
         self._lock = threading.RLock()
+        self._generation = store.generation()  # the store state the indexes reflect
 
     @classmethod
     def open(
@@ -76,6 +80,28 @@ class Gallery:
         return subject
 
     # --- index ---------------------------------------------------------------------------
+    def _refresh_if_changed(self) -> None:
+        """Drop the indexes if another process (or gallery object) wrote since they were
+        built: an erased person must never be matched from a stale index."""
+        current = self.store.generation()
+        with self._lock:
+            if current != self._generation:
+                self._indexes.clear()
+                self._generation = current
+
+    def _write(self, write: Callable[[], T]) -> T:
+        """Run a store write; keep the indexes only if no one else wrote meanwhile."""
+        with self._lock:
+            before = self.store.generation()
+            result = write()
+            after = self.store.generation()
+            if before != self._generation or after != before + 1:
+                self._indexes.clear()  # someone else wrote too: rebuild on next search
+                self._generation = after
+                return result
+            self._generation = after
+            return result
+
     def load_index(self, model_id: str, dim: int) -> VectorIndex:
         """The model's index, built from the store on first use (call at start to warm it)."""
         with self._lock:
@@ -92,13 +118,13 @@ class Gallery:
             raise ValueError(
                 f"subject belongs to {subject.collection_id!r}, not {self.collection_id!r}"
             )
-        self.store.add_subject(subject, templates)
+        self._write(lambda: self.store.add_subject(subject, templates))
         self._index_templates(templates)
 
     def add_templates(self, templates: Sequence[Template]) -> None:
         for subject_id in {t.subject_id for t in templates}:
             self._own(subject_id)
-        self.store.add_templates(templates)
+        self._write(lambda: self.store.add_templates(templates))
         self._index_templates(templates)
 
     def _index_templates(self, templates: Sequence[Template]) -> None:
@@ -110,7 +136,7 @@ class Gallery:
     def remove_subject(self, subject_id: str) -> int:
         self._own(subject_id)
         gone = [t.id for t in self.store.subject_templates(subject_id)]
-        count = self.store.remove_subject(subject_id)
+        count = self._write(lambda: self.store.remove_subject(subject_id))
         with self._lock:
             for index in self._indexes.values():
                 index.remove(gone)
@@ -123,7 +149,7 @@ class Gallery:
             raise UnknownTemplateError(
                 f"no template with id {template_id!r} in collection {self.collection_id!r}"
             )
-        template = self.store.remove_template(template_id)
+        template = self._write(lambda: self.store.remove_template(template_id))
         with self._lock:
             if template.model_id in self._indexes:
                 self._indexes[template.model_id].remove([template_id])
@@ -154,13 +180,20 @@ class Gallery:
         self, model_id: str, query: FloatArray, space: ScoreSpace, k: int
     ) -> list[Candidate]:
         """The ``k`` best subjects for one embedding; each subject scores its best template."""
+        self._refresh_if_changed()
         index = self.load_index(model_id, int(query.shape[0]))
-        rows = index.search(space.prepare_query(query), k * _ROWS_PER_SUBJECT)
-        best: dict[str, float] = {}
-        for _template_id, subject_id, inner in rows:
-            score = inner + space.offset
-            if score > best.get(subject_id, float("-inf")):
-                best[subject_id] = score
+        prepared = space.prepare_query(query)
+        fetch = k * _ROWS_PER_SUBJECT
+        while True:  # widen until k distinct subjects are found or the index is exhausted
+            rows = index.search(prepared, fetch)
+            best: dict[str, float] = {}
+            for _template_id, subject_id, inner in rows:
+                score = inner + space.offset
+                if score > best.get(subject_id, float("-inf")):
+                    best[subject_id] = score
+            if len(best) >= k or len(rows) < fetch:
+                break
+            fetch *= 4
         ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)[:k]
         candidates = []
         for subject_id, score in ranked:

@@ -19,8 +19,9 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    update,
 )
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from facegate.errors import (
     DuplicateCollectionError,
@@ -30,7 +31,7 @@ from facegate.errors import (
     UnknownTemplateError,
 )
 from facegate.gallery.records import Collection, Subject, Template, as_utc
-from facegate.gallery.tables import collections, metadata, subjects, templates
+from facegate.gallery.tables import collections, gallery_state, metadata, subjects, templates
 
 
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -50,6 +51,9 @@ class SQLiteStore:
         self.engine: Engine = create_engine(f"sqlite:///{path}", future=True)
         event.listen(self.engine, "connect", _set_pragmas)
         metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            if conn.execute(select(gallery_state.c.id)).first() is None:
+                conn.execute(insert(gallery_state).values(id=1, generation=0))
 
     # --- conversions --------------------------------------------------------------
     @staticmethod
@@ -89,6 +93,17 @@ class SQLiteStore:
             "created_at": t.created_at,
         }
 
+    # --- change tracking ---------------------------------------------------------------
+    @staticmethod
+    def _bump(conn: Connection) -> None:
+        # Bumped first in every write transaction; rolled back with it if the write fails.
+        conn.execute(update(gallery_state).values(generation=gallery_state.c.generation + 1))
+
+    def generation(self) -> int:
+        """A counter that every committed write to the gallery increases."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(gallery_state.c.generation)).scalar_one())
+
     # --- collections -------------------------------------------------------------------
     @staticmethod
     def _collection(row: Row[Any]) -> Collection:
@@ -96,6 +111,7 @@ class SQLiteStore:
 
     def add_collection(self, collection: Collection) -> None:
         with self.engine.begin() as conn:
+            self._bump(conn)
             if conn.execute(
                 select(collections.c.name).where(collections.c.name == collection.name)
             ).first():
@@ -121,6 +137,7 @@ class SQLiteStore:
 
     def remove_collection(self, name: str) -> int:
         with self.engine.begin() as conn:
+            self._bump(conn)
             if not conn.execute(
                 select(collections.c.name).where(collections.c.name == name)
             ).first():
@@ -134,6 +151,7 @@ class SQLiteStore:
     # --- writes ------------------------------------------------------------------------
     def add_subject(self, subject: Subject, new_templates: Sequence[Template]) -> None:
         with self.engine.begin() as conn:
+            self._bump(conn)
             if not conn.execute(
                 select(collections.c.name).where(collections.c.name == subject.collection_id)
             ).first():
@@ -167,6 +185,7 @@ class SQLiteStore:
         if not new_templates:
             return
         with self.engine.begin() as conn:
+            self._bump(conn)
             for subject_id in {t.subject_id for t in new_templates}:
                 if not conn.execute(
                     select(subjects.c.id).where(subjects.c.id == subject_id)
@@ -176,6 +195,7 @@ class SQLiteStore:
 
     def remove_subject(self, subject_id: str) -> int:
         with self.engine.begin() as conn:
+            self._bump(conn)
             if not conn.execute(select(subjects.c.id).where(subjects.c.id == subject_id)).first():
                 raise UnknownSubjectError(f"no subject with id {subject_id!r}")
             removed = conn.execute(delete(templates).where(templates.c.subject_id == subject_id))
@@ -184,6 +204,7 @@ class SQLiteStore:
 
     def remove_template(self, template_id: str) -> Template:
         with self.engine.begin() as conn:
+            self._bump(conn)
             row = conn.execute(select(templates).where(templates.c.id == template_id)).first()
             if row is None:
                 raise UnknownTemplateError(f"no template with id {template_id!r}")

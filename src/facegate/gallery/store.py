@@ -14,6 +14,10 @@ from facegate.gallery.records import Collection, Subject, Template
 class Store(Protocol):
     """Durable subjects and templates. Every method is one transaction."""
 
+    def generation(self) -> int:
+        """A counter that every committed write (from any process) increases."""
+        ...
+
     def add_collection(self, collection: Collection) -> None: ...
 
     def get_collection(self, name: str) -> Collection | None: ...

@@ -61,6 +61,15 @@ templates = Table(
     Index("ix_templates_model", "model_id"),
 )
 
+# One row: bumped by every write to collections, subjects or templates, so that an
+# in-memory index can tell that another process changed the gallery.
+gallery_state = Table(
+    "gallery_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("generation", Integer, nullable=False),
+)
+
 api_keys = Table(
     "api_keys",
     metadata,
