@@ -174,5 +174,5 @@ def test_top_k_reaches_past_a_subject_with_many_templates(gallery: Gallery) -> N
     many = subject_with(gallery, "Many", *[unit(1, 0.01 * i) for i in range(60)])
     others = [subject_with(gallery, f"P{i}", unit(1, 1 + i)) for i in range(4)]
     found = gallery.search("m", unit(1, 0), ScoreSpace(), k=5)
-    assert [c.subject_id for c in found][0] == many.id
+    assert found[0].subject_id == many.id
     assert {c.subject_id for c in found[1:]} == {o.id for o in others}

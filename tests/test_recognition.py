@@ -219,3 +219,41 @@ def test_gallery_survives_reopening(tmp_path: Path, faces_root: Path) -> None:
     results = second.identify(lfw(faces_root, "Hugo_Chavez", 5))
     assert any(r.decision.verdict is Verdict.MATCH for r in results)
     second.close()
+
+
+def test_tiny_probes_are_not_trusted_in_any_mode(
+    recognizer: FaceRecognizer, data_root: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    photo = data_root / "video" / "enroll" / "obama.jpg"
+    recognizer.enroll("Barack Obama", [photo])
+    image = cv2.imread(str(photo))
+    assert image is not None
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), cv2.resize(image, (80, 100), interpolation=cv2.INTER_AREA))
+    _, verified = recognizer.verify("Barack Obama", tiny)
+    assert verified.verdict is Verdict.NO_MATCH and "too small" in verified.reason
+    compared = recognizer.compare(photo, tiny)
+    assert compared.verdict is Verdict.NO_MATCH and "too small" in compared.reason
+    for result in recognizer.identify(tiny):
+        assert result.decision.verdict is Verdict.UNKNOWN
+
+
+def test_library_accepts_string_paths_and_rejects_bad_subject_fields(
+    recognizer: FaceRecognizer, faces_root: Path
+) -> None:
+    from facegate.errors import InvalidSubjectError
+
+    photo = str(lfw(faces_root, "Hugo_Chavez", 1))
+    assert recognizer.enroll("Hugo Chavez", [photo], face="largest").templates
+    for name, external_id, metadata in [
+        ("   ", None, None),
+        ("x" * 201, None, None),
+        ("Ok", " " * 5, None),
+        ("Ok", "e" * 201, None),
+        ("Ok", None, {"not json": object()}),
+    ]:
+        with pytest.raises(InvalidSubjectError):
+            recognizer.enroll(name, [photo], external_id=external_id, metadata=metadata)
+    assert recognizer.gallery.count_subjects() == 1

@@ -6,6 +6,8 @@ the similarity and the operating point used.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from facegate.config import Settings
 from facegate.errors import (
     EmptyGalleryError,
     FacegateError,
+    InvalidSubjectError,
     LowQualityError,
     ModelMismatchError,
     MultipleFacesError,
@@ -30,7 +33,7 @@ from facegate.policy.thresholds import decide, operating_point
 from facegate.types import Candidate, Decision, Face, Match, OperatingPoint, Verdict
 from facegate.vision.pipeline import FacePipeline
 
-ImageInput = bytes | Path
+ImageInput = bytes | Path | str  # bytes are an encoded image; str is a file path
 FaceChoice = Literal["largest"] | int | None
 # A probe this small, blurred or badly exposed is answered "unknown" rather than guessed.
 # Pose is left out: a turned face lowers genuine scores (a miss), it does not make false matches.
@@ -70,7 +73,7 @@ class FaceResult:
 
 
 def _source_name(item: ImageInput) -> str:
-    return Path(item).name if isinstance(item, Path) else "upload"
+    return "upload" if isinstance(item, bytes) else Path(item).name
 
 
 def pick_face(faces: Sequence[Face], choice: FaceChoice) -> Face:
@@ -89,6 +92,27 @@ def pick_face(faces: Sequence[Face], choice: FaceChoice) -> Face:
             f"{len(faces)} faces were found; choose one (largest first, or 'largest')", len(faces)
         )
     return faces[0]  # faces come largest first
+
+
+def quality_gate(decision: Decision, probes: Sequence[Face], *, open_set: bool) -> Decision:
+    """Withdraw a match that rests on a probe too small, blurred or dark to be trusted:
+    ``unknown`` in 1:N, ``no_match`` in 1:1, with the reason."""
+    if decision.verdict is not Verdict.MATCH:
+        return decision
+    for face in probes:
+        quality = face.quality
+        if quality is None:
+            continue
+        usable = min(quality.details.get(f, 1.0) for f in PROBE_GATE_FACTORS)
+        if usable < MIN_PROBE_QUALITY:
+            why = "; ".join(quality.reasons) or "low quality"
+            return Decision(
+                Verdict.UNKNOWN if open_set else Verdict.NO_MATCH,
+                Match(None, decision.match.similarity, decision.match.model_id),
+                decision.operating_point,
+                f"a probe is too small, blurred or badly exposed to decide: {why}",
+            )
+    return decision
 
 
 class FaceMatcher:
@@ -113,9 +137,9 @@ class FaceMatcher:
 
     # --- images --------------------------------------------------------------------------
     def load(self, item: ImageInput) -> NDArray[np.uint8]:
-        if isinstance(item, Path):
-            return self.pipeline.load(item)
-        return self.pipeline.decode(item)
+        if isinstance(item, bytes):
+            return self.pipeline.decode(item)
+        return self.pipeline.load(Path(os.fspath(item)))
 
     def _one_face(self, item: ImageInput, choice: FaceChoice) -> tuple[Face, int]:
         image = self.load(item)
@@ -131,8 +155,9 @@ class FaceMatcher:
         face_b, _ = self._one_face(item_b, face)
         assert face_a.embedding is not None and face_b.embedding is not None
         score = float(self.pipeline.embedder.space.score(face_a.embedding, face_b.embedding)[0])
-        match = Match(None, round(score, 6), self.model_id)
-        return decide(match, self.operating_point, open_set=False)
+        match = Match(None, score, self.model_id)
+        decision = decide(match, self.operating_point, open_set=False)
+        return quality_gate(decision, [face_a, face_b], open_set=False)
 
 
 class FaceRecognizer(FaceMatcher):
@@ -223,6 +248,23 @@ class FaceRecognizer(FaceMatcher):
             source=_source_name(item),
         )
 
+    def _new_subject(
+        self, name: str, external_id: str | None, metadata: dict[str, Any] | None
+    ) -> Subject:
+        if external_id is not None and not 0 < len(external_id.strip()) <= 200:
+            raise InvalidSubjectError("an external id must have 1 to 200 characters")
+        try:
+            json.dumps(metadata or {})
+            return Subject(
+                id=new_id(),
+                display_name=name,
+                external_id=external_id,
+                metadata=metadata or {},
+                collection_id=self.gallery.collection_id,
+            )
+        except (TypeError, ValueError) as error:
+            raise InvalidSubjectError(f"invalid subject: {error}") from error
+
     def enroll(
         self,
         name: str,
@@ -242,13 +284,7 @@ class FaceRecognizer(FaceMatcher):
         """
         if not images:
             raise ValueError("give at least one image")
-        target = subject or Subject(
-            id=new_id(),
-            display_name=name,
-            external_id=external_id,
-            metadata=metadata or {},
-            collection_id=self.gallery.collection_id,
-        )
+        target = subject or self._new_subject(name, external_id, metadata)
         prepared: list[Template] = []
         refused: list[Refusal] = []
         first_error: FacegateError | None = None
@@ -303,16 +339,7 @@ class FaceRecognizer(FaceMatcher):
                 best.similarity if best else float("-inf"),
                 self.model_id,
             )
-            decision = decide(match, point, open_set=True)
-            usable = min(face.quality.details.get(f, 1.0) for f in PROBE_GATE_FACTORS)
-            if usable < MIN_PROBE_QUALITY and decision.verdict is Verdict.MATCH:
-                why = "; ".join(face.quality.reasons) or "low quality"
-                decision = Decision(
-                    Verdict.UNKNOWN,
-                    Match(None, match.similarity, self.model_id),
-                    point,
-                    f"probe too small, blurred or badly exposed to name anyone: {why}",
-                )
+            decision = quality_gate(decide(match, point, open_set=True), [face], open_set=True)
             results.append(FaceResult(face, candidates, decision))
         return results
 
@@ -331,5 +358,7 @@ class FaceRecognizer(FaceMatcher):
         scores = self.pipeline.embedder.space.score(
             probe.embedding, np.stack([t.embedding for t in templates])
         )
-        match = Match(subject.id, round(float(scores.max()), 6), self.model_id)
-        return subject, decide(match, self.operating_point, open_set=False)
+        match = Match(subject.id, float(scores.max()), self.model_id)
+        return subject, quality_gate(
+            decide(match, self.operating_point, open_set=False), [probe], open_set=False
+        )

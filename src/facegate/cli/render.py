@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from facegate.gallery.records import Subject, Template
@@ -21,10 +22,15 @@ def face_view(face: Face) -> dict[str, Any]:
     return view
 
 
+def score_view(value: float) -> float | None:
+    """Scores for display: 6 decimals; no score at all (-inf) becomes null (valid JSON)."""
+    return round(value, 6) if math.isfinite(value) else None
+
+
 def decision_view(decision: Decision) -> dict[str, Any]:
     return {
         "verdict": decision.verdict.value,
-        "similarity": decision.match.similarity,
+        "similarity": score_view(decision.match.similarity),
         "operating_point": decision.operating_point.as_dict(),
         "reason": decision.reason,
     }
@@ -37,7 +43,11 @@ def face_result_view(result: FaceResult, names: dict[str, str]) -> dict[str, Any
         **decision_view(result.decision),
         "subject": {"id": subject_id, "name": names.get(subject_id, "")} if subject_id else None,
         "candidates": [
-            {"subject_id": c.subject_id, "name": c.display_name, "similarity": c.similarity}
+            {
+                "subject_id": c.subject_id,
+                "name": c.display_name,
+                "similarity": score_view(c.similarity),
+            }
             for c in result.candidates
         ],
     }

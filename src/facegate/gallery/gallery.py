@@ -199,7 +199,7 @@ class Gallery:
         for subject_id, score in ranked:
             subject = self.store.get_subject(subject_id)
             if subject is not None:  # removed meanwhile
-                candidates.append(Candidate(subject_id, subject.display_name, round(score, 6)))
+                candidates.append(Candidate(subject_id, subject.display_name, score))
         return candidates
 
     def subject_templates(self, subject_id: str, model_id: str | None = None) -> list[Template]:
