@@ -176,3 +176,61 @@ def test_collections_keep_galleries_apart(tmp_path: Path, data_root: Path) -> No
         facegate("collections", "remove", "lobby", "--yes", "--json", data_dir=data_dir).stdout
     )
     assert gone == {"collection": "lobby", "removed_subjects": 1}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"FACEGATE_FMR": "abc"},
+        {"FACEGATE_VISION__MAX_PIXELS": "0"},
+        {"FACEGATE_VISION__BOGUS": "1"},
+        {"FACEGATE_GALLERY__TOP_K": "0"},
+        {"FACEGATE_MODEL": "yunet"},
+    ],
+    ids=[
+        "fmr-not-a-number",
+        "zero-pixels",
+        "unknown-nested-key",
+        "top-k-zero",
+        "detector-as-model",
+    ],
+)
+def test_bad_settings_are_config_errors(
+    tmp_path: Path, data_root: Path, env: dict[str, str]
+) -> None:
+    photo = data_root / "video" / "enroll" / "obama.jpg"
+    done = facegate("enroll", "X", photo, "--json", data_dir=tmp_path / "g", env=env)
+    assert done.returncode == 6, done.stderr
+    assert json.loads(done.stdout)["error"] in {"config_error", "model_not_found"}
+    assert "Traceback" not in done.stderr
+
+
+def test_enroll_dir_survives_odd_folders(tmp_path: Path, faces_root: Path) -> None:
+    tree = tmp_path / "people"
+    good = tree / "Hugo_Chavez"
+    good.mkdir(parents=True)
+    (good / "a.jpg").symlink_to(faces_root / "Hugo_Chavez" / "Hugo_Chavez_0001.jpg")
+    (tree / "___").mkdir()  # a name that is empty once underscores become spaces
+    (tree / "___" / "a.jpg").symlink_to(faces_root / "Hugo_Chavez" / "Hugo_Chavez_0002.jpg")
+    (tree / "Loop").mkdir()
+    (tree / "Loop" / "x.jpg").symlink_to(tree / "Loop" / "x.jpg")  # a symlink to itself
+    (tree / "Dir_Named_Jpg" / "x.jpg").mkdir(parents=True)
+    done = facegate("enroll-dir", tree, "--face", "largest", "--json", data_dir=tmp_path / "g")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["enrolled"] == 1
+    assert {f["person"]: f["code"] for f in summary["failed"]} == {
+        "___": "invalid_subject",
+        "Loop": "no_images",
+        "Dir_Named_Jpg": "no_images",
+    }
+
+
+def test_frame_option_refuses_images_and_huge_videos(tmp_path: Path, data_root: Path) -> None:
+    photo = data_root / "video" / "enroll" / "obama.jpg"
+    assert facegate("detect", photo, "--frame", "0").returncode == 2
+    clip = data_root / "video" / "short_hamilton_clip.mp4"
+    small = {"FACEGATE_VISION__MAX_PIXELS": "1000"}
+    done = facegate("detect", clip, "--frame", "0", "--json", env=small)
+    assert done.returncode == 3 and json.loads(done.stdout)["error"] == "image_too_large"
+    assert facegate("detect", photo, "--out", tmp_path / "x.xyz").returncode == 2

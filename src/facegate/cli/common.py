@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from facegate.config import Settings
+from facegate.errors import ConfigError
 from facegate.recognition import FaceChoice
 
 DataDirOption = Annotated[
@@ -57,7 +60,21 @@ def build_settings(data_dir: Path | None, model: str | None, fmr: float | None) 
         overrides["model"] = model
     if fmr is not None:
         overrides["fmr"] = fmr
-    return Settings(**overrides)
+    return load_settings(**overrides)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and facegate.toml; a bad value is a ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise ConfigError(f"invalid settings ({problems})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the settings file is not valid TOML: {error}") from None
 
 
 def parse_face_choice(value: str | None) -> FaceChoice:

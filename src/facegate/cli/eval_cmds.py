@@ -13,8 +13,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from facegate.cli.common import load_settings
 from facegate.cli.output import console, err_console, print_json
-from facegate.config import Settings, VisionSettings
+from facegate.config import VisionSettings
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -38,7 +39,7 @@ def _vision(flip_average: bool | None) -> VisionSettings:
     from facegate.vision.models import single_thread
 
     single_thread()
-    vision = Settings().vision
+    vision = load_settings().vision
     if flip_average is not None:
         vision = vision.model_copy(update={"flip_average": flip_average})
     return vision

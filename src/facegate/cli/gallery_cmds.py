@@ -22,7 +22,7 @@ from facegate.cli.common import (
 )
 from facegate.cli.output import console, err_console, print_json
 from facegate.cli.render import decision_view, face_result_view, face_view, subject_view
-from facegate.errors import FacegateError
+from facegate.errors import FacegateError, ImageTooLargeError
 from facegate.gallery.records import DEFAULT_COLLECTION
 from facegate.recognition import EnrollResult, FaceMatcher, FaceRecognizer, Refusal
 from facegate.types import OperatingPoint, Verdict
@@ -88,11 +88,13 @@ def detect(
     settings = build_settings(None, None, None)
     pipeline = FacePipeline(settings.model, settings.vision)
     if frame is not None or image.suffix.lower() in VIDEO_SUFFIXES:
-        picture = pipeline.decode(read_video_frame(image, frame or 0))
+        picture = pipeline.decode(read_video_frame(image, frame or 0, settings.vision.max_pixels))
     else:
         picture = pipeline.load(image)
     faces = pipeline.detect(picture)
     if out is not None:
+        if out.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
+            raise typer.BadParameter(f"--out must end in .png, .jpg, .bmp or .webp, got {out.name}")
         annotated = picture.copy()
         for i, face in enumerate(faces):
             x1, y1, x2, y2 = (round(v) for v in face.bbox)
@@ -264,9 +266,9 @@ def enroll_dir(
                 skipped += 1
                 progress.advance(task)
                 continue
-            photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[
-                :max_photos
-            ]
+            photos = sorted(
+                p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )[:max_photos]
             name = folder.name.replace("_", " ")
             try:
                 if not photos:
@@ -276,8 +278,11 @@ def enroll_dir(
                 )
                 enrolled += 1
                 refused += [{"person": folder.name, **_refusal_view(r)} for r in result.refused]
-            except (FacegateError, FileNotFoundError) as error:
-                code = getattr(error, "code", "no_images")
+            except (FacegateError, OSError) as error:  # one bad folder never stops the run
+                if isinstance(error, FacegateError):
+                    code = error.code
+                else:
+                    code = "no_images" if not photos else "io_error"
                 failed.append({"person": folder.name, "code": code, "message": str(error)})
             progress.advance(task)
     summary = {
@@ -303,12 +308,20 @@ def enroll_dir(
         console.print(table)
 
 
-def read_video_frame(path: Path, index: int) -> bytes:
+def read_video_frame(path: Path, index: int, max_pixels: int) -> bytes:
     """One frame of a local video file, as PNG bytes (then decoded like any upload)."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise typer.BadParameter(f"{path.name} is an image; --frame is for video files")
     capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise typer.BadParameter(f"{path} could not be opened as a video")
+        width = capture.get(cv2.CAP_PROP_FRAME_WIDTH)
+        height = capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if width * height > max_pixels:  # refuse before a single frame is decoded
+            raise ImageTooLargeError(
+                f"the video is {width:.0f}x{height:.0f} pixels; the limit is {max_pixels}"
+            )
         capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, frame = capture.read()
     finally:
@@ -339,7 +352,8 @@ def identify(
     recognizer = _open(data_dir, collection, model=model, fmr=fmr)
     is_video = image.suffix.lower() in VIDEO_SUFFIXES
     if frame is not None or is_video:
-        results = recognizer.identify(read_video_frame(image, frame or 0), top_k)
+        limit = recognizer.settings.vision.max_pixels
+        results = recognizer.identify(read_video_frame(image, frame or 0, limit), top_k)
     else:
         results = recognizer.identify(image, top_k)
     names = {c.subject_id: c.display_name for r in results for c in r.candidates}

@@ -7,6 +7,7 @@ from functools import cache
 
 import cv2
 
+from facegate.errors import ModelNotFoundError
 from facegate.vision.calibration import model_calibration
 from facegate.vision.detect import YuNetDetector
 from facegate.vision.embed import DlibEmbedder, Embedder, FusedEmbedder, OnnxDnnEmbedder
@@ -52,4 +53,10 @@ def get_embedder(model_id: str, flip_average: bool = False) -> Embedder:
                 stds=[stats["sface"]["impostor_std"], stats["dlib"]["impostor_std"]],
                 weights=[stats["sface"]["weight"], stats["dlib"]["weight"]],
             )
-        return OnnxDnnEmbedder(manifest(model_id), flip_average=flip_average)
+        found = manifest(model_id)
+        if found.kind != "embedder" or found.id == "dlib-resnet":
+            raise ModelNotFoundError(
+                f"{model_id!r} is not an embedding model; use sface, dlib, fused or a "
+                "registered ONNX embedder"
+            )
+        return OnnxDnnEmbedder(found, flip_average=flip_average)
