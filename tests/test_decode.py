@@ -20,7 +20,7 @@ from facegate.errors import (
     UnreadableImageError,
     UnsupportedImageFormatError,
 )
-from facegate.vision.decode import decode_image, read_image_bytes
+from facegate.vision.decode import decode_image, find_image_files, read_image_bytes
 from helpers import png_header_only
 
 
@@ -122,3 +122,15 @@ def test_byte_limit_is_checked_before_reading(tmp_path: Path) -> None:
     path.write_bytes(encoded("PNG", (100, 100)))
     with pytest.raises(ImageTooLargeError):
         read_image_bytes(path, 10)
+
+
+def test_image_files_are_found_through_folder_links_without_looping(tmp_path: Path) -> None:
+    real = tmp_path / "real" / "Ann"
+    real.mkdir(parents=True)
+    (real / "a.JPG").write_bytes(encoded("JPEG"))
+    (real / "notes.txt").write_text("not an image")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "Ann").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(real, target_is_directory=True)  # a cycle
+    assert [p.relative_to(root).as_posix() for p in find_image_files(root)] == ["Ann/a.JPG"]

@@ -33,16 +33,17 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from PIL import Image
 
 import facegate
 from facegate.config import VisionSettings
 from facegate.errors import ConfigError, FacegateError
+from facegate.vision.decode import IMAGE_SUFFIXES, find_image_files
 from facegate.vision.models import single_thread
 from facegate.vision.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 DEFAULT_LIMIT = 200
 DEFAULT_WARMUP = 3
 DEFAULT_BLOCK_SIZE = 10
@@ -111,7 +112,13 @@ class _FaceRecognitionPeer:
 
     name = "face_recognition"
     # PIL errors are OSError/ValueError; dlib raises RuntimeError.
-    tolerated: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError)
+    # Pillow's DecompressionBombError is not an OSError; the peer meets it on huge images.
+    tolerated: tuple[type[BaseException], ...] = (
+        OSError,
+        ValueError,
+        RuntimeError,
+        Image.DecompressionBombError,
+    )
 
     def __init__(self) -> None:
         self.fr = import_face_recognition()
@@ -171,10 +178,7 @@ def find_images(root: Path, limit: int | None = DEFAULT_LIMIT) -> list[Path]:
         raise ConfigError(f"images must be a directory, got {str(root)!r}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
-    found = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    found = find_image_files(root)
     return found if limit is None else found[:limit]
 
 

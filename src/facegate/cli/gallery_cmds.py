@@ -26,9 +26,9 @@ from facegate.errors import FacegateError, ImageTooLargeError
 from facegate.gallery.records import DEFAULT_COLLECTION
 from facegate.recognition import EnrollResult, FaceMatcher, FaceRecognizer, Refusal
 from facegate.types import OperatingPoint, Verdict
+from facegate.vision.decode import IMAGE_SUFFIXES
 from facegate.vision.pipeline import FacePipeline
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm"}
 ImageArg = Annotated[
     Path,

@@ -38,6 +38,7 @@ import facegate
 from facegate.config import VisionSettings
 from facegate.errors import ConfigError, ImageError
 from facegate.types import Face, FloatArray
+from facegate.vision.decode import IMAGE_SUFFIXES, find_image_files
 from facegate.vision.detect import YuNetDetector
 from facegate.vision.embed import ScoreSpace
 from facegate.vision.models import get_embedder
@@ -46,7 +47,6 @@ from facegate.vision.registry import manifest
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 RETRY_THRESHOLD = 0.3
 RETRY_UPSCALE = 2.0
 CACHE_FORMAT = 1  # bump when the cached arrays or the embedding procedure change
@@ -63,12 +63,7 @@ def list_images(root: Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"image root {root} is not a folder")
-    found = [
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    ]
-    return sorted(found)
+    return [p.relative_to(root).as_posix() for p in find_image_files(root)]
 
 
 def identity_of(relative_path: str) -> str:

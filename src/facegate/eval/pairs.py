@@ -54,7 +54,7 @@ def read_pairs(path: Path) -> PairList:
     """Read ``img1,img2,same,fold`` rows; raises ConfigError naming the bad line."""
     path = Path(path)
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # tolerate a spreadsheet's BOM
     except OSError as exc:
         raise ConfigError(f"cannot read the pairs file {path}: {exc}") from exc
     img1: list[str] = []
@@ -269,7 +269,10 @@ def evaluate_pairs(
         "eer": round(equal_error_rate(roc), 6),
         "tar_at_far": {key: round(t[0], 6) for key, t in tars.items()},
         "far_reached": {key: round(t[2], 6) for key, t in tars.items()},
-        "threshold_at_far": {key: round(t[1], 6) for key, t in tars.items()},
+        # No threshold reaches a FAR when an impostor pair scores highest: null, not Infinity.
+        "threshold_at_far": {
+            key: round(t[1], 6) if math.isfinite(t[1]) else None for key, t in tars.items()
+        },
         "threshold_mean": round(float(np.mean(cv.thresholds)), 6),
         "fold_accuracies": {
             str(f): round(a, 6) for f, a in zip(cv.folds, cv.accuracies, strict=True)

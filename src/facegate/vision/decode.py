@@ -26,6 +26,8 @@ from facegate.errors import (
     UnsupportedImageFormatError,
 )
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+
 # Leading bytes of the accepted formats: such data that fails to open is corrupt, not alien.
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM")
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "MPO"})  # MPO: multi-picture JPEG
@@ -34,6 +36,25 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # We enforce our own limit from the header; Pillow's bomb guard stays as a second line
 # (it raises for anything over twice its limit, which we map to ImageTooLargeError).
 Image.MAX_IMAGE_PIXELS = 2 * DEFAULT_MAX_PIXELS
+
+
+def find_image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` by suffix, sorted by relative path. Folder symlinks
+    are followed (a photo set of links is common), each real folder once (no loops)."""
+    root = Path(root)
+    seen: set[str] = set()
+    found: list[Path] = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        for name in names:
+            path = Path(folder) / name
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def read_image_bytes(path: Path, max_bytes: int) -> bytes:
