@@ -147,3 +147,19 @@ def test_pose_ratios(landmarks: list[list[float]], yaw_sign: int) -> None:
     yaw, pitch = pose_ratios(np.array(landmarks, dtype=np.float32))
     assert abs(pitch - 0.49) < 0.05
     assert (abs(yaw) < 0.05) if yaw_sign == 0 else (np.sign(yaw) == yaw_sign and abs(yaw) > 0.3)
+
+
+def test_flip_averaged_embeddings_have_their_own_model_id(tmp_path: Path) -> None:
+    from facegate.config import Settings, VisionSettings
+    from facegate.errors import ConfigError, ModelMismatchError
+    from facegate.gallery.gallery import Gallery
+    from facegate.gallery.sqlite_store import SQLiteStore
+    from facegate.recognition import FaceMatcher, FaceRecognizer
+
+    assert get_embedder("sface", flip_average=True).model_id == "sface-flip"
+    flip = FacePipeline("sface", VisionSettings(flip_average=True))
+    with pytest.raises(ConfigError, match="sface-flip"):  # no thresholds calibrated for it
+        _ = FaceMatcher(Settings(data_dir=tmp_path), flip).operating_point
+    gallery = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), create_with_model="sface")
+    with pytest.raises(ModelMismatchError):  # never mixed into a plain sface collection
+        FaceRecognizer(Settings(data_dir=tmp_path), gallery, flip)

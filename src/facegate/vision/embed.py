@@ -62,7 +62,9 @@ class OnnxDnnEmbedder:
     def __init__(self, m: ModelManifest, flip_average: bool = False) -> None:
         if m.kind != "embedder" or m.input_size is None:
             raise ValueError(f"model {m.id!r} is not an image embedder")
-        self.model_id = m.id
+        # Flip-averaged vectors differ from plain ones: they get their own model id, so they
+        # are never mixed with plain templates or judged by the plain model's thresholds.
+        self.model_id = f"{m.id}-flip" if flip_average else m.id
         self._manifest = m
         self._input_size: tuple[int, int] = m.input_size
         self.flip_average = flip_average

@@ -52,6 +52,7 @@ def get_embedder(model_id: str, flip_average: bool = False) -> Embedder:
                 means=[stats["sface"]["impostor_mean"], stats["dlib"]["impostor_mean"]],
                 stds=[stats["sface"]["impostor_std"], stats["dlib"]["impostor_std"]],
                 weights=[stats["sface"]["weight"], stats["dlib"]["weight"]],
+                model_id="fused-flip" if flip_average else "fused",
             )
         found = manifest(model_id)
         if found.kind != "embedder" or found.id == "dlib-resnet":
