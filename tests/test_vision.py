@@ -163,3 +163,46 @@ def test_flip_averaged_embeddings_have_their_own_model_id(tmp_path: Path) -> Non
     gallery = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), create_with_model="sface")
     with pytest.raises(ModelMismatchError):  # never mixed into a plain sface collection
         FaceRecognizer(Settings(data_dir=tmp_path), gallery, flip)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "digest"),
+    [
+        ("sface", "0" * 64),
+        ("fused", "0" * 64),
+        ("dlib", "0" * 64),
+        ("x-flip", "0" * 64),
+        ("ok", "z" * 64),
+    ],
+)
+def test_reserved_ids_and_bad_digests_are_refused(
+    tmp_path: Path, model_id: str, digest: str
+) -> None:
+    from facegate.errors import ModelError
+
+    with pytest.raises(ModelError):
+        register_onnx_embedder(model_id, tmp_path / "m.onnx", digest, "MIT")
+
+
+def test_a_user_model_with_its_own_operating_points_works_end_to_end(
+    tmp_path: Path, faces_root: Path
+) -> None:
+    from facegate.config import Settings, VisionSettings
+    from facegate.recognition import FaceMatcher
+    from facegate.types import Verdict
+    from facegate.vision.calibration import register_calibration
+
+    path = tmp_path / "owner_arcface.onnx"
+    shutil.copy(weights_path(manifest("sface")), path)
+    register_onnx_embedder(
+        "owner-arcface", path, sha256_of(path), "Apache-2.0", Normalisation("RGB", 0.0, 1.0)
+    )
+    register_calibration("owner-arcface", {"1e-3": 0.36})
+    matcher = FaceMatcher(
+        Settings(data_dir=tmp_path), FacePipeline("owner-arcface", VisionSettings())
+    )
+    a = faces_root / "Hugo_Chavez" / "Hugo_Chavez_0001.jpg"
+    b = faces_root / "Hugo_Chavez" / "Hugo_Chavez_0002.jpg"
+    decision = matcher.compare(a, b)
+    assert decision.operating_point.model_id == "owner-arcface"
+    assert decision.verdict is Verdict.MATCH

@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine, Row
 
-from facegate.errors import FacegateError
+from facegate.errors import GalleryError
 from facegate.gallery.records import as_utc, utc_now
 from facegate.gallery.tables import api_keys
 
 SCOPES = ("admin", "enroll", "recognize", "read")
 
 
-class UnknownKeyError(FacegateError):
+class UnknownKeyError(GalleryError):
     code = "unknown_key"
 
 

@@ -28,7 +28,21 @@ def load_calibration() -> dict[str, Any]:
     return data
 
 
+_registered: dict[str, dict[str, Any]] = {}
+
+
+def register_calibration(model_id: str, thresholds: dict[str, float]) -> None:
+    """Operating points for a user-registered model, measured by its owner: thresholds by
+    false-match rate, e.g. ``{"1e-2": 0.25, "1e-3": 0.31, "1e-4": 0.37}``."""
+    expected = {"1e-2", "1e-3", "1e-4"}
+    if not set(thresholds) <= expected or not thresholds:
+        raise ConfigError(f"thresholds must be keyed by some of {sorted(expected)}")
+    _registered[model_id] = {"thresholds": {k: float(v) for k, v in thresholds.items()}}
+
+
 def model_calibration(model_id: str) -> dict[str, Any]:
+    if model_id in _registered:
+        return _registered[model_id]
     models: dict[str, Any] = load_calibration().get("models", {})
     if model_id not in models:
         raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,9 @@ BUILTIN: dict[str, ModelManifest] = {
     )
 }
 
+# Ids the factories give meaning to, on top of the manifests (fused models, flip variants).
+RESERVED_IDS = frozenset({"dlib", "fused"})
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _custom: dict[str, ModelManifest] = {}
 _verified: dict[Path, str] = {}
 _lock = threading.Lock()
@@ -124,8 +128,10 @@ def register_onnx_embedder(
 
     The default normalisation is the ArcFace one: RGB, ``(pixel - 127.5) / 127.5``.
     """
-    if model_id in BUILTIN:
-        raise ModelError(f"model id {model_id!r} is built in; choose another id")
+    if model_id in BUILTIN or model_id in RESERVED_IDS or model_id.endswith("-flip"):
+        raise ModelError(f"model id {model_id!r} is reserved; choose another id")
+    if not _HEX64.match(sha256):
+        raise ModelError(f"sha256 must be 64 hexadecimal digits, got {sha256!r}")
     manifest = ModelManifest(
         id=model_id,
         kind="embedder",
