@@ -55,6 +55,28 @@ class GallerySettings(BaseModel):
     top_k: int = Field(5, ge=1, le=100, description="Candidates returned by identify.")
 
 
+class ServiceSettings(BaseModel):
+    """The HTTP service (``facegate serve``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", min_length=1, description="Interface to listen on.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port to listen on.")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        description="Refuse request bodies larger than this (counted while streaming).",
+    )
+    max_images: int = Field(10, ge=1, le=100, description="Most images in one request.")
+    workers: int = Field(
+        2, ge=1, le=64, description="Inference threads: requests beyond this wait their turn."
+    )
+    rate_limit: float = Field(
+        10.0, ge=0, description="Requests per second per API key (token refill); 0: no limit."
+    )
+    rate_burst: int = Field(20, ge=1, description="Token-bucket size: requests allowed at once.")
+
+
 class Settings(BaseSettings):
     """facegate settings. Environment: ``FACEGATE_MODEL``, ``FACEGATE_VISION__MAX_PIXELS``, ..."""
 
@@ -73,6 +95,7 @@ class Settings(BaseSettings):
     fmr: float = Field(1e-3, description="Target false-match rate; picks the calibrated threshold.")
     vision: VisionSettings = Field(default_factory=VisionSettings)
     gallery: GallerySettings = Field(default_factory=GallerySettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     @classmethod
     def settings_customise_sources(

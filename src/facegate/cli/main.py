@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from facegate.cli import bench_cmds, collection_cmds, eval_cmds, gallery_cmds
+from facegate.cli import bench_cmds, collection_cmds, eval_cmds, gallery_cmds, service_cmds
 from facegate.cli.output import err_console, print_json
 from facegate.errors import (
     ConfigError,
@@ -29,6 +29,7 @@ gallery_cmds.register(app)
 app.add_typer(collection_cmds.app, name="collections")
 app.add_typer(eval_cmds.app, name="eval", help="Measure accuracy on a labelled photo set.")
 app.add_typer(bench_cmds.app, name="bench", help="Measure speed, against a peer in the same run.")
+service_cmds.register(app)
 
 # Exit codes: 0 ok, 1 a negative answer (no match), 2 usage (typer), 3 bad image input,
 # 4 face problem (none, several, low quality), 5 gallery problem, 6 model/config problem,

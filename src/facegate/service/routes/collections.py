@@ -1,0 +1,98 @@
+"""Collections: gallery namespaces (a site, a tenant), each pinned to one model."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from facegate.errors import ConfigError, UnknownCollectionError
+from facegate.gallery.records import Collection
+from facegate.policy.thresholds import operating_point
+from facegate.service.auditing import Outcome, audited
+from facegate.service.deps import AdminAccess, GlobalAdminKey, ReadAccess, ReadKey, StateDep
+from facegate.service.problems import Problem
+from facegate.service.schemas import CollectionCreate, CollectionList, CollectionPublic
+from facegate.service.state import ServiceState
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+
+def collection_view(state: ServiceState, collection: Collection) -> CollectionPublic:
+    try:
+        threshold: float | None = operating_point(collection.model_id, collection.fmr).threshold
+    except ConfigError:
+        threshold = None
+    return CollectionPublic(
+        name=collection.name,
+        model_id=collection.model_id,
+        fmr=collection.fmr,
+        threshold=threshold,
+        subjects=state.store.count_subjects(collection.name),
+        templates=sum(state.store.template_counts(collection.name).values()),
+        created_at=collection.created_at,
+    )
+
+
+def get_collection(state: ServiceState, name: str) -> Collection:
+    found = state.store.get_collection(name)
+    if found is None:
+        raise UnknownCollectionError(f"no collection named {name!r}")
+    return found
+
+
+@router.get("", response_model=CollectionList, summary="Collections this key may use.")
+def list_collections(state: StateDep, key: ReadKey) -> CollectionList:
+    return CollectionList(
+        items=[
+            collection_view(state, c) for c in state.store.list_collections() if key.may_use(c.name)
+        ]
+    )
+
+
+@router.post(
+    "",
+    response_model=CollectionPublic,
+    status_code=201,
+    summary="Create a collection pinned to a model, with a default operating point.",
+)
+def create_collection(
+    body: CollectionCreate, state: StateDep, key: GlobalAdminKey
+) -> CollectionPublic:
+    model_id = body.model_id or state.settings.model
+    fmr = body.fmr if body.fmr is not None else state.settings.fmr
+
+    def work(note: Outcome) -> Collection:
+        note.detail = {"model_id": model_id, "fmr": fmr}
+        operating_point(model_id, fmr)  # refuse an uncalibrated model or rate before writing
+        try:
+            collection = Collection(name=body.name, model_id=model_id, fmr=fmr)
+        except ValueError as error:
+            raise Problem(422, "validation-error", str(error)) from None
+        state.pipeline(model_id)  # load the model now: a broken one fails here, not later
+        state.store.add_collection(collection)
+        state.recognizer(collection.name)
+        return collection
+
+    created = audited(state.audit, key, "collection.create", body.name, work)
+    return collection_view(state, created)
+
+
+@router.get("/{collection}", response_model=CollectionPublic, summary="One collection.")
+def read_collection(state: StateDep, access: ReadAccess) -> CollectionPublic:
+    return collection_view(state, get_collection(state, access.collection))
+
+
+@router.delete(
+    "/{collection}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a collection with every subject and template in it.",
+)
+def delete_collection(state: StateDep, access: AdminAccess) -> Response:
+    def work(note: Outcome) -> None:
+        get_collection(state, access.collection)
+        state.forget(access.collection)
+        removed = state.store.remove_collection(access.collection)
+        note.detail = {"removed_subjects": removed}
+
+    audited(state.audit, access.key, "collection.delete", access.collection, work)
+    return Response(status_code=204)

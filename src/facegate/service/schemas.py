@@ -1,0 +1,384 @@
+"""Public request and response schemas. None of them carries an embedding or an image:
+templates are described (id, model, quality, source), never shown."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from facegate.config import FMR_CHOICES
+from facegate.gallery.audit import AuditRecord
+from facegate.gallery.keys import ApiKey
+from facegate.gallery.records import Subject, Template
+from facegate.recognition import FaceResult
+from facegate.types import Decision, Face, OperatingPoint
+
+COLLECTION_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_fmr(value: float | None) -> float | None:
+    if value is not None and not any(abs(value - c) <= c * 1e-6 for c in FMR_CHOICES):
+        raise ValueError(f"fmr must be one of {', '.join(f'{c:g}' for c in FMR_CHOICES)}")
+    return value
+
+
+FaceSelector = Literal["largest"] | int
+
+
+# --- image endpoint parameters (besides the images) -----------------------------------------
+class DetectParams(Strict):
+    pass
+
+
+class CompareParams(Strict):
+    fmr: float | None = Field(None, description="Operating point: 0.01, 0.001 or 0.0001.")
+    face: FaceSelector = Field("largest", description="'largest' or a face index (0 = largest).")
+
+    _fmr = field_validator("fmr")(_check_fmr)
+
+
+class IdentifyParams(Strict):
+    top_k: int | None = Field(None, ge=1, le=100, description="Candidates per face.")
+    fmr: float | None = Field(None, description="Override the collection's operating point.")
+
+    _fmr = field_validator("fmr")(_check_fmr)
+
+
+class VerifyParams(Strict):
+    subject_id: str = Field(
+        ..., min_length=1, max_length=200, description="Subject id or external id."
+    )
+    fmr: float | None = Field(None, description="Override the collection's operating point.")
+    face: FaceSelector = Field("largest", description="'largest' or a face index (0 = largest).")
+
+    _fmr = field_validator("fmr")(_check_fmr)
+
+
+class EnrollParams(Strict):
+    face: FaceSelector | None = Field(
+        None,
+        description="Which face when a photo has several: 'largest' or an index. Default: "
+        "refuse photos with several faces.",
+    )
+    strict: bool = Field(
+        True, description="All or nothing: any refused photo fails the request, nothing saved."
+    )
+
+
+# --- JSON bodies ---------------------------------------------------------------------------
+class CollectionCreate(Strict):
+    name: str = Field(..., pattern=COLLECTION_NAME, examples=["lobby"])
+    model_id: str | None = Field(None, description="sface (default), dlib or fused.")
+    fmr: float | None = Field(None, description="Default operating point: 0.01, 0.001, 0.0001.")
+
+    _fmr = field_validator("fmr")(_check_fmr)
+
+
+class SubjectCreate(Strict):
+    name: str = Field(..., min_length=1, max_length=200, examples=["Ada Lovelace"])
+    external_id: str | None = Field(None, min_length=1, max_length=200, examples=["emp-1815"])
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("name must not be blank")
+        return value
+
+
+class SubjectUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    external_id: str | None = Field(None, min_length=1, max_length=200)
+    metadata: dict[str, Any] | None = Field(None, description="Replaces the metadata.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("name must not be blank")
+        return value
+
+
+class KeyCreate(Strict):
+    name: str = Field(..., min_length=1, max_length=200, examples=["door camera"])
+    scopes: list[Literal["admin", "enroll", "recognize", "read"]] = Field(
+        ..., min_length=1, examples=[["recognize"]]
+    )
+    collections: list[str] | None = Field(
+        None, description="Collections the key may use; null: every collection."
+    )
+
+
+# --- responses -----------------------------------------------------------------------------
+class OperatingPointPublic(BaseModel):
+    model_id: str
+    fmr: float
+    threshold: float
+
+    @classmethod
+    def of(cls, point: OperatingPoint) -> OperatingPointPublic:
+        return cls(model_id=point.model_id, fmr=point.fmr, threshold=point.threshold)
+
+
+class QualityPublic(BaseModel):
+    score: float
+    reasons: list[str]
+    details: dict[str, float]
+
+
+class FacePublic(BaseModel):
+    bbox: list[float] = Field(..., description="x1, y1, x2, y2 in pixels.")
+    landmarks: list[list[float]] = Field(
+        ..., description="5 points (x, y): eyes, nose tip, mouth corners."
+    )
+    score: float = Field(..., description="Detector confidence 0..1.")
+    quality: QualityPublic | None
+
+    @classmethod
+    def of(cls, face: Face) -> FacePublic:
+        quality = None
+        if face.quality is not None:
+            quality = QualityPublic(
+                score=face.quality.score,
+                reasons=list(face.quality.reasons),
+                details=dict(face.quality.details),
+            )
+        return cls(
+            bbox=[round(v, 1) for v in face.bbox],
+            landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks],
+            score=round(face.score, 4),
+            quality=quality,
+        )
+
+
+class DetectResponse(BaseModel):
+    width: int
+    height: int
+    faces: list[FacePublic]
+
+
+class DecisionPublic(BaseModel):
+    verdict: Literal["match", "no_match", "unknown"]
+    similarity: float
+    operating_point: OperatingPointPublic
+    reason: str
+
+    @classmethod
+    def fields_of(cls, decision: Decision) -> dict[str, Any]:
+        return {
+            "verdict": decision.verdict.value,
+            "similarity": decision.match.similarity,
+            "operating_point": OperatingPointPublic.of(decision.operating_point),
+            "reason": decision.reason,
+        }
+
+
+class CompareResponse(DecisionPublic):
+    same_person: bool
+
+
+class VerifyResponse(DecisionPublic):
+    subject_id: str
+    name: str
+
+
+class CandidatePublic(BaseModel):
+    subject_id: str
+    name: str
+    similarity: float
+
+
+class SubjectRef(BaseModel):
+    id: str
+    name: str
+
+
+class IdentifiedFace(DecisionPublic):
+    face: FacePublic
+    subject: SubjectRef | None = Field(..., description="The match; null when unknown.")
+    candidates: list[CandidatePublic]
+
+    @classmethod
+    def of(cls, result: FaceResult) -> IdentifiedFace:
+        names = {c.subject_id: c.display_name for c in result.candidates}
+        subject_id = result.decision.match.subject_id
+        return cls(
+            **cls.fields_of(result.decision),
+            face=FacePublic.of(result.face),
+            subject=SubjectRef(id=subject_id, name=names.get(subject_id, ""))
+            if subject_id
+            else None,
+            candidates=[
+                CandidatePublic(
+                    subject_id=c.subject_id, name=c.display_name, similarity=c.similarity
+                )
+                for c in result.candidates
+            ],
+        )
+
+
+class IdentifyResponse(BaseModel):
+    collection: str
+    operating_point: OperatingPointPublic
+    faces: list[IdentifiedFace] = Field(..., description="Every face, largest first.")
+
+
+class CollectionPublic(BaseModel):
+    name: str
+    model_id: str
+    fmr: float
+    threshold: float | None
+    subjects: int
+    templates: int
+    created_at: datetime
+
+
+class CollectionList(BaseModel):
+    items: list[CollectionPublic]
+
+
+class TemplatePublic(BaseModel):
+    id: str
+    model_id: str
+    quality: float
+    source: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, template: Template) -> TemplatePublic:
+        return cls(
+            id=template.id,
+            model_id=template.model_id,
+            quality=round(template.quality, 4),
+            source=template.source,
+            created_at=template.created_at,
+        )
+
+
+class SubjectPublic(BaseModel):
+    id: str
+    collection: str
+    name: str
+    external_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    templates: list[TemplatePublic] | None = Field(
+        None, description="Described, never the embeddings; only on a single subject."
+    )
+
+    @classmethod
+    def of(cls, subject: Subject, templates: list[Template] | None = None) -> SubjectPublic:
+        return cls(
+            id=subject.id,
+            collection=subject.collection_id,
+            name=subject.display_name,
+            external_id=subject.external_id,
+            metadata=subject.metadata,
+            created_at=subject.created_at,
+            templates=None if templates is None else [TemplatePublic.of(t) for t in templates],
+        )
+
+
+class SubjectPage(BaseModel):
+    items: list[SubjectPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class RefusedImage(BaseModel):
+    index: int
+    source: str
+    type: str
+    detail: str
+    reasons: list[str] = Field(default_factory=list)
+
+
+class EnrollResponse(BaseModel):
+    subject: SubjectPublic
+    templates: list[TemplatePublic]
+    refused: list[RefusedImage]
+
+
+class KeyPublic(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    collections: list[str] | None
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyPublic:
+        return cls(
+            id=key.id,
+            name=key.name,
+            scopes=sorted(key.scopes),
+            collections=None if key.collections is None else sorted(key.collections),
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+            active=key.active,
+        )
+
+
+class KeyCreated(KeyPublic):
+    secret: str = Field(..., description="Shown once; only its hash is stored.")
+
+
+class KeyList(BaseModel):
+    items: list[KeyPublic]
+
+
+class AuditRecordPublic(BaseModel):
+    seq: int
+    at: datetime
+    key_id: str | None
+    collection: str | None
+    action: str
+    outcome: str
+    subject_ids: list[str]
+    detail: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, record: AuditRecord) -> AuditRecordPublic:
+        return cls(
+            seq=record.seq,
+            at=record.at,
+            key_id=record.key_id,
+            collection=record.collection,
+            action=record.action,
+            outcome=record.outcome,
+            subject_ids=list(record.subject_ids),
+            detail=record.detail,
+            hash=record.hash,
+        )
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRecordPublic] = Field(..., description="Newest first.")
+    limit: int
+    offset: int
+
+
+class AuditVerification(BaseModel):
+    intact: bool
+    first_broken_seq: int | None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    models: list[str]
+    collections: int

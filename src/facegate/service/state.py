@@ -1,0 +1,143 @@
+"""What one running service holds: the store, keys, audit log, the loaded models and one
+recognizer per collection (so each collection's vector index stays in step with every
+write across requests)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import text
+
+from facegate.config import Settings
+from facegate.gallery.audit import AuditLog
+from facegate.gallery.gallery import Gallery
+from facegate.gallery.keys import KeyStore
+from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.recognition import FaceMatcher, FaceRecognizer
+from facegate.service.limits import TokenBucket
+from facegate.service.metrics import Metrics
+from facegate.vision.pipeline import FacePipeline
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_KEY_FILE = "bootstrap-admin-key"
+T = TypeVar("T")
+
+
+def write_secret_file(path: Path, secret: str) -> None:
+    """Write ``secret`` readable by the owner only (0600), replacing any older file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (secret + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+class ServiceState:
+    """Everything the routes share. Built by the app's lifespan, closed at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = SQLiteStore(settings.db_path)
+        self.keys = KeyStore(self.store.engine)
+        self.audit = AuditLog(self.store.engine)
+        self.metrics = Metrics()
+        self.rate = TokenBucket(settings.service.rate_limit, settings.service.rate_burst)
+        self.inference: anyio.CapacityLimiter | None = None  # made inside the event loop
+        self.bootstrap_secret: str | None = None
+        self._pipelines: dict[str, FacePipeline] = {}
+        self._recognizers: dict[str, FaceRecognizer] = {}
+        self._lock = threading.RLock()
+        self.ready = False
+
+    # --- start and stop ----------------------------------------------------------------
+    def start(self) -> None:
+        """Load the models and every collection's index once; make a first admin key."""
+        self.matcher = FaceMatcher(self.settings, self.pipeline(self.settings.model))
+        for collection in self.store.list_collections():
+            self.recognizer(collection.name)
+        self.bootstrap_secret = self.ensure_admin_key()
+        self.ready = True
+
+    def close(self) -> None:
+        self.ready = False
+        with self._lock:
+            self._recognizers.clear()
+        self.store.close()
+
+    @property
+    def bootstrap_key_path(self) -> Path:
+        return self.settings.data_dir / BOOTSTRAP_KEY_FILE
+
+    def ensure_admin_key(self) -> str | None:
+        """With no active admin key, create one, log it once and write it (0600) to
+        ``<data_dir>/bootstrap-admin-key``. Returns the new secret, or None."""
+        if self.keys.has_active_admin():
+            return None
+        key, secret = self.keys.create("bootstrap-admin", ["admin"])
+        write_secret_file(self.bootstrap_key_path, secret)
+        self.audit.append(
+            "key.create", "ok", subject_ids=(), detail={"key": key.id, "via": "bootstrap"}
+        )
+        log.warning(
+            "no active admin key: created bootstrap admin key %s; secret (shown once, "
+            "also in %s): %s",
+            key.id,
+            self.bootstrap_key_path,
+            secret,
+        )
+        return secret
+
+    def store_reachable(self) -> bool:
+        try:
+            with self.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:  # any driver error means "not ready", reported by /ready
+            log.exception("the store is not reachable")
+            return False
+        return True
+
+    # --- models and recognizers ----------------------------------------------------------
+    def pipeline(self, model_id: str) -> FacePipeline:
+        with self._lock:
+            found = self._pipelines.get(model_id)
+            if found is None:
+                found = FacePipeline(model_id, self.settings.vision)
+                self._pipelines[model_id] = found
+            return found
+
+    @property
+    def loaded_models(self) -> list[str]:
+        with self._lock:
+            return sorted(self._pipelines)
+
+    def recognizer(self, collection: str) -> FaceRecognizer:
+        """The one recognizer of ``collection`` (raises UnknownCollectionError)."""
+        with self._lock:
+            found = self._recognizers.get(collection)
+            if found is None:
+                gallery = Gallery.open(self.store, collection)
+                pipeline = self.pipeline(gallery.collection.model_id)
+                found = FaceRecognizer(self.settings, gallery, pipeline)
+                self._recognizers[collection] = found
+            return found
+
+    def forget(self, collection: str) -> None:
+        with self._lock:
+            self._recognizers.pop(collection, None)
+
+    # --- threads -------------------------------------------------------------------------
+    async def infer(self, func: Callable[..., T], *args: Any) -> T:
+        """Run model work in the bounded inference pool, off the event loop."""
+        if self.inference is None:
+            self.inference = anyio.CapacityLimiter(self.settings.service.workers)
+        return await anyio.to_thread.run_sync(func, *args, limiter=self.inference)
