@@ -176,3 +176,24 @@ def test_top_k_reaches_past_a_subject_with_many_templates(gallery: Gallery) -> N
     found = gallery.search("m", unit(1, 0), ScoreSpace(), k=5)
     assert found[0].subject_id == many.id
     assert {c.subject_id for c in found[1:]} == {o.id for o in others}
+
+
+def test_search_and_update_subjects(gallery: Gallery) -> None:
+    ann = subject_with(gallery, "Ann Smith", unit(1, 0), external_id="e1")
+    subject_with(gallery, "Bob_%Smith", unit(0, 1))
+    subject_with(gallery, "Carol", unit(1, 1))
+    found, total = gallery.search_subjects(name_contains="smith", limit=1)
+    assert total == 2 and len(found) == 1
+    assert gallery.search_subjects(name_contains="_%")[1] == 1  # LIKE wildcards are literal
+    assert gallery.search_subjects(external_id="e1")[0] == [ann]
+    renamed = gallery.update_subject(ann.id, display_name="Ann Jones", metadata={"desk": 4})
+    assert (renamed.display_name, renamed.metadata, renamed.external_id) == (
+        "Ann Jones",
+        {"desk": 4},
+        "e1",
+    )
+    assert gallery.search("m", unit(1, 0), ScoreSpace(), k=1)[0].display_name == "Ann Jones"
+    with pytest.raises(DuplicateSubjectError):
+        gallery.update_subject(
+            gallery.search_subjects(name_contains="carol")[0][0].id, external_id="e1"
+        )

@@ -134,5 +134,11 @@ class UnknownTemplateError(GalleryError):
     code = "unknown_template"
 
 
+class NoTemplatesError(GalleryError):
+    """The subject exists but has nothing enrolled for the model in use."""
+
+    code = "no_templates"
+
+
 class EmptyGalleryError(GalleryError):
     code = "empty_gallery"

@@ -25,6 +25,7 @@ from facegate.errors import (
     ModelMismatchError,
     MultipleFacesError,
     NoFaceError,
+    NoTemplatesError,
 )
 from facegate.gallery.gallery import Gallery
 from facegate.gallery.records import DEFAULT_COLLECTION, Subject, Template, new_id
@@ -350,8 +351,8 @@ class FaceRecognizer(FaceMatcher):
         subject = self.gallery.resolve(subject_ref)
         templates = self.gallery.subject_templates(subject.id, self.model_id)
         if not templates:
-            raise ModelMismatchError(
-                f"subject {subject.display_name!r} has no templates for model {self.model_id!r}"
+            raise NoTemplatesError(
+                f"subject {subject.display_name!r} has nothing enrolled for model {self.model_id!r}"
             )
         probe, _ = self._one_face(item, face)
         assert probe.embedding is not None

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from facegate.errors import (
     AmbiguousSubjectError,
+    InvalidSubjectError,
     UnknownCollectionError,
     UnknownSubjectError,
     UnknownTemplateError,
@@ -66,6 +67,40 @@ class Gallery:
     ) -> list[Subject]:
         return self.store.find_subjects(
             display_name=display_name, external_id=external_id, collection_id=self.collection_id
+        )
+
+    def search_subjects(
+        self,
+        *,
+        name_contains: str | None = None,
+        external_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Subject], int]:
+        return self.store.search_subjects(
+            self.collection_id,
+            name_contains=name_contains,
+            external_id=external_id,
+            limit=limit,
+            offset=offset,
+        )
+
+    def update_subject(
+        self,
+        subject_id: str,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Subject:
+        """Names are read at search time, so the index needs no change."""
+        self._own(subject_id)
+        try:
+            Subject(id=subject_id, display_name=display_name or "x")  # validates the name
+        except ValueError as error:
+            raise InvalidSubjectError(str(error)) from error
+        return self.store.update_subject(
+            subject_id, display_name=display_name, external_id=external_id, metadata=metadata
         )
 
     def template_counts(self) -> dict[str, int]:

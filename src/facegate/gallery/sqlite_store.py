@@ -43,6 +43,10 @@ def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         path = Path(path)
@@ -243,6 +247,75 @@ class SQLiteStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query.limit(limit).offset(offset))
             return [self._subject(r) for r in rows]
+
+    def search_subjects(
+        self,
+        collection_id: str,
+        *,
+        name_contains: str | None = None,
+        external_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Subject], int]:
+        """A page of a collection's subjects and the total: ``name_contains`` matches any
+        part of the display name, case-insensitively; ``external_id`` matches exactly."""
+        where: list[Any] = [subjects.c.collection_id == collection_id]
+        if name_contains:
+            pattern = f"%{_escape_like(name_contains.lower())}%"
+            where.append(func.lower(subjects.c.display_name).like(pattern, escape="\\"))
+        if external_id is not None:
+            where.append(subjects.c.external_id == external_id)
+        page = (
+            select(subjects)
+            .where(*where)
+            .order_by(subjects.c.display_name, subjects.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(subjects).where(*where)
+        with self.engine.connect() as conn:
+            found = [self._subject(r) for r in conn.execute(page)]
+            total = int(conn.execute(count).scalar_one())
+        return found, total
+
+    def update_subject(
+        self,
+        subject_id: str,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Subject:
+        """Change a subject's name, external id or metadata (None: unchanged)."""
+        values: dict[str, Any] = {}
+        if display_name is not None:
+            values["display_name"] = display_name
+        if external_id is not None:
+            values["external_id"] = external_id
+        if metadata is not None:
+            values["metadata"] = metadata
+        with self.engine.begin() as conn:
+            row = conn.execute(select(subjects).where(subjects.c.id == subject_id)).first()
+            if row is None:
+                raise UnknownSubjectError(f"no subject with id {subject_id!r}")
+            if external_id is not None:
+                taken = conn.execute(
+                    select(subjects.c.id).where(
+                        subjects.c.collection_id == row.collection_id,
+                        subjects.c.external_id == external_id,
+                        subjects.c.id != subject_id,
+                    )
+                ).first()
+                if taken:
+                    raise DuplicateSubjectError(
+                        f"a subject with external id {external_id!r} already exists "
+                        f"in collection {row.collection_id!r}"
+                    )
+            if values:
+                conn.execute(update(subjects).where(subjects.c.id == subject_id).values(**values))
+        found = self.get_subject(subject_id)
+        assert found is not None  # updated inside the transaction above
+        return found
 
     def count_subjects(self, collection_id: str | None = None) -> int:
         query = select(func.count()).select_from(subjects)

@@ -6,7 +6,7 @@ Subject reads take an optional ``collection_id``; ``None`` means every collectio
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from facegate.gallery.records import Collection, Subject, Template
 
@@ -47,6 +47,27 @@ class Store(Protocol):
     def list_subjects(
         self, limit: int = 100, offset: int = 0, collection_id: str | None = None
     ) -> list[Subject]: ...
+
+    def search_subjects(
+        self,
+        collection_id: str,
+        *,
+        name_contains: str | None = None,
+        external_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[Subject], int]:
+        """A page of matching subjects and the total count."""
+        ...
+
+    def update_subject(
+        self,
+        subject_id: str,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Subject: ...
 
     def count_subjects(self, collection_id: str | None = None) -> int: ...
 

@@ -44,6 +44,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "ambiguous_subject": 409,
     "empty_gallery": 409,
     "model_mismatch": 409,
+    "no_templates": 409,
     "model_not_found": 422,
     "model_integrity": 500,
 }

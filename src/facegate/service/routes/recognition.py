@@ -10,7 +10,6 @@ from facegate.service.auditing import Outcome, audited
 from facegate.service.deps import RecognizeAccess, StateDep
 from facegate.service.images import ImageField, read_images
 from facegate.service.openapi import image_body
-from facegate.service.problems import Problem
 from facegate.service.schemas import (
     DecisionPublic,
     IdentifiedFace,
@@ -93,13 +92,6 @@ async def verify(request: Request, state: StateDep, access: RecognizeAccess) -> 
         recognizer = _recognizer(state, access.collection, params.fmr)
         subject = recognizer.gallery.resolve(params.subject_id)
         note.subject_ids = [subject.id]
-        if not recognizer.gallery.subject_templates(subject.id, recognizer.model_id):
-            raise Problem(
-                409,
-                "no-templates",
-                f"subject {subject.id} has no enrolled face for model {recognizer.model_id!r}",
-                title="Nothing enrolled",
-            )
         subject, decision = recognizer.verify(subject.id, data, params.face)
         state.metrics.faces.labels("verify").inc()
         note.outcome = decision.verdict.value

@@ -25,7 +25,6 @@ from facegate.service.schemas import (
     SubjectUpdate,
     TemplatePublic,
 )
-from facegate.service.subject_queries import search_subjects, update_subject
 
 router = APIRouter(prefix="/v1/collections/{collection}/subjects", tags=["subjects"])
 
@@ -51,14 +50,9 @@ def list_subjects(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> SubjectPage:
-    state.recognizer(access.collection)  # 404 for an unknown collection
-    found, total = search_subjects(
-        state.store,
-        access.collection,
-        name=name,
-        external_id=external_id,
-        limit=limit,
-        offset=offset,
+    gallery = state.recognizer(access.collection).gallery  # 404 for an unknown collection
+    found, total = gallery.search_subjects(
+        name_contains=name, external_id=external_id, limit=limit, offset=offset
     )
     return SubjectPage(
         items=[SubjectPublic.of(s) for s in found], total=total, limit=limit, offset=offset
@@ -104,8 +98,13 @@ def update_subject_route(
     def work(note: Outcome) -> Subject:
         note.subject_ids = [subject_id]
         note.detail = {"fields": sorted(changes)}
-        state.recognizer(access.collection)
-        return update_subject(state.store, access.collection, subject_id, changes)
+        gallery = state.recognizer(access.collection).gallery
+        return gallery.update_subject(
+            subject_id,
+            display_name=changes.get("name"),
+            external_id=changes.get("external_id"),
+            metadata=changes.get("metadata"),
+        )
 
     updated = audited(state.audit, access.key, "subject.update", access.collection, work)
     return SubjectPublic.of(updated, state.store.subject_templates(updated.id))
