@@ -186,6 +186,8 @@ def test_collections_keep_galleries_apart(tmp_path: Path, data_root: Path) -> No
         {"FACEGATE_VISION__BOGUS": "1"},
         {"FACEGATE_GALLERY__TOP_K": "0"},
         {"FACEGATE_MODEL": "yunet"},
+        {"FACEGATE_FRM": "1e-4"},
+        {"FACEGATE_CONFIG": "/nonexistent/facegate.toml"},
     ],
     ids=[
         "fmr-not-a-number",
@@ -193,6 +195,8 @@ def test_collections_keep_galleries_apart(tmp_path: Path, data_root: Path) -> No
         "unknown-nested-key",
         "top-k-zero",
         "detector-as-model",
+        "typo-in-a-name",
+        "missing-config-file",
     ],
 )
 def test_bad_settings_are_config_errors(
@@ -234,3 +238,12 @@ def test_frame_option_refuses_images_and_huge_videos(tmp_path: Path, data_root: 
     done = facegate("detect", clip, "--frame", "0", "--json", env=small)
     assert done.returncode == 3 and json.loads(done.stdout)["error"] == "image_too_large"
     assert facegate("detect", photo, "--out", tmp_path / "x.xyz").returncode == 2
+
+
+def test_a_corrupt_database_is_a_clear_storage_error(tmp_path: Path) -> None:
+    data_dir = tmp_path / "g"
+    data_dir.mkdir()
+    (data_dir / "gallery.sqlite3").write_bytes(b"this is not SQLite " * 300)
+    done = facegate("subjects", "list", "--json", data_dir=data_dir)
+    assert done.returncode == 7 and json.loads(done.stdout)["error"] == "storage_error"
+    assert "Traceback" not in done.stderr

@@ -17,6 +17,25 @@ from pydantic_settings import (
 FMR_CHOICES = (1e-2, 1e-3, 1e-4)
 
 
+# FACEGATE_* variables that are not settings fields.
+NON_SETTING_VARIABLES = frozenset({"FACEGATE_CONFIG"})
+
+
+def check_environment(settings_cls: type[BaseSettings]) -> None:
+    """Refuse a FACEGATE_* variable that names no setting: a typo such as FACEGATE_FRM
+    must not silently leave the default in force. (Nested keys are checked by the
+    sub-models, which forbid extra fields.)"""
+    fields = set(settings_cls.model_fields)
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith("FACEGATE_") or upper in NON_SETTING_VARIABLES:
+            continue
+        top = upper.removeprefix("FACEGATE_").split("__", 1)[0].lower()
+        if top not in fields:
+            known = ", ".join(f"FACEGATE_{f.upper()}" for f in sorted(fields))
+            raise ValueError(f"unknown setting {name}; known: {known}, FACEGATE_CONFIG")
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "facegate"
@@ -85,7 +104,6 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
-        toml_file=os.environ.get("FACEGATE_CONFIG", "facegate.toml"),
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the gallery lives.")
@@ -106,7 +124,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+        check_environment(settings_cls)
+        named = os.environ.get("FACEGATE_CONFIG")
+        if named is not None and not Path(named).is_file():
+            raise ValueError(f"FACEGATE_CONFIG names {named!r}, which is not a file")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=named or "facegate.toml")
+        return (init_settings, env_settings, toml)
 
     @property
     def db_path(self) -> Path:

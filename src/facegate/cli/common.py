@@ -75,6 +75,8 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid settings ({problems})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"the settings file is not valid TOML: {error}") from None
+    except ValueError as error:  # an unknown FACEGATE_* variable, a missing config file
+        raise ConfigError(str(error)) from None
 
 
 def parse_face_choice(value: str | None) -> FaceChoice:

@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.markup import escape
+from sqlalchemy.exc import SQLAlchemyError
 
 from facegate.cli import bench_cmds, collection_cmds, eval_cmds, gallery_cmds, service_cmds
 from facegate.cli.output import err_console, print_json
@@ -61,8 +62,18 @@ def main() -> None:
             err_console.print(f"[bold red]error[/] ({error.code}): {escape(str(error))}")
         sys.exit(exit_code_for(error))
     except OSError as error:  # unreadable files, an unwritable data directory, a full disk
-        if "--json" in sys.argv:
-            print_json({"error": "io_error", "message": str(error)})
-        else:
-            err_console.print(f"[bold red]error[/] (io_error): {escape(str(error))}")
-        sys.exit(7)
+        _fail("io_error", str(error))
+    except SQLAlchemyError as error:  # a corrupt or locked gallery database
+        _fail(
+            "storage_error",
+            f"the gallery database cannot be used: {error.__class__.__name__}: "
+            f"{getattr(error, 'orig', error)}",
+        )
+
+
+def _fail(code: str, message: str) -> None:
+    if "--json" in sys.argv:
+        print_json({"error": code, "message": message})
+    else:
+        err_console.print(f"[bold red]error[/] ({code}): {escape(message)}")
+    sys.exit(7)
