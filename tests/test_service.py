@@ -59,7 +59,9 @@ class Service:
 @contextmanager
 def running_server(settings: Settings) -> Iterator[str]:
     """uvicorn serving ``create_app(settings)`` in a thread, on a socket bound here."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # TCP_NODELAY on accept
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

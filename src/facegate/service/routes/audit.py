@@ -22,7 +22,7 @@ def query(
     key_id: Annotated[str | None, Query(max_length=16)] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # SQLite integers are 64-bit
 ) -> AuditPage:
     records = state.audit.query(
         action=action,

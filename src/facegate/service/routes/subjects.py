@@ -48,7 +48,7 @@ def list_subjects(
     name: Annotated[str | None, Query(max_length=200, description="Part of the name.")] = None,
     external_id: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,  # SQLite integers are 64-bit
 ) -> SubjectPage:
     gallery = state.recognizer(access.collection).gallery  # 404 for an unknown collection
     found, total = gallery.search_subjects(
