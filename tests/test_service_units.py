@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from facegate import errors
@@ -83,3 +85,37 @@ def test_base64_garbage_is_a_problem(text: str) -> None:
     with pytest.raises(Problem) as caught:
         decode_base64(text, "image_base64")
     assert caught.value.status == 400 and caught.value.slug == "invalid-base64"
+
+
+def test_a_full_inference_queue_sheds_load_with_503(tmp_path: Path) -> None:
+    import threading
+
+    import anyio
+
+    from facegate.config import ServiceSettings, Settings
+    from facegate.service.state import ServiceState
+
+    settings = Settings(data_dir=tmp_path, service=ServiceSettings(workers=1, max_queue=1))
+    state = ServiceState(settings)
+    release = threading.Event()
+    outcomes: list[object] = []
+
+    async def scenario() -> None:
+        async def call(func: object) -> None:
+            try:
+                outcomes.append(await state.infer(func))  # type: ignore[arg-type]
+            except Problem as problem:
+                outcomes.append(problem)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, lambda: release.wait(10) and "first")  # takes the only worker
+            await anyio.sleep(0.2)
+            group.start_soon(call, lambda: "queued")  # waits: the queue holds one
+            await anyio.sleep(0.2)
+            await call(lambda: "shed")  # worker busy, queue full: refused at once
+            release.set()
+
+    anyio.run(scenario)
+    shed = [o for o in outcomes if isinstance(o, Problem)]
+    assert len(shed) == 1 and shed[0].status == 503 and shed[0].headers == {"Retry-After": "1"}
+    assert sorted(o for o in outcomes if isinstance(o, str)) == ["first", "queued"]

@@ -90,6 +90,12 @@ class ServiceSettings(BaseModel):
     workers: int = Field(
         2, ge=1, le=64, description="Inference threads: requests beyond this wait their turn."
     )
+    max_queue: int = Field(
+        64,
+        ge=0,
+        le=10_000,
+        description="Requests that may wait for an inference thread; more get 503 + Retry-After.",
+    )
     rate_limit: float = Field(
         10.0, ge=0, description="Requests per second per API key (token refill); 0: no limit."
     )

@@ -67,7 +67,7 @@ SLUG_BY_STATUS: dict[int, str] = {
     422: "validation-error",
     429: "rate-limited",
     500: "internal-error",
-    503: "not-ready",
+    503: "unavailable",
 }
 
 

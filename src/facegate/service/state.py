@@ -23,6 +23,7 @@ from facegate.gallery.sqlite_store import SQLiteStore
 from facegate.recognition import FaceMatcher, FaceRecognizer
 from facegate.service.limits import TokenBucket
 from facegate.service.metrics import Metrics
+from facegate.service.problems import Problem
 from facegate.vision.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
@@ -140,4 +141,16 @@ class ServiceState:
         """Run model work in the bounded inference pool, off the event loop."""
         if self.inference is None:
             self.inference = anyio.CapacityLimiter(self.settings.service.workers)
+        stats = self.inference.statistics()
+        busy = stats.borrowed_tokens >= stats.total_tokens
+        if busy and stats.tasks_waiting >= self.settings.service.max_queue:
+            # Shed load rather than let the queue, and every client's latency, grow unbounded.
+            raise Problem(
+                503,
+                "overloaded",
+                f"all {stats.total_tokens} inference threads are busy and "
+                f"{stats.tasks_waiting} requests are waiting; retry shortly",
+                title="Overloaded",
+                headers={"Retry-After": "1"},
+            )
         return await anyio.to_thread.run_sync(func, *args, limiter=self.inference)
