@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -247,3 +248,24 @@ def test_a_corrupt_database_is_a_clear_storage_error(tmp_path: Path) -> None:
     done = facegate("subjects", "list", "--json", data_dir=data_dir)
     assert done.returncode == 7 and json.loads(done.stdout)["error"] == "storage_error"
     assert "Traceback" not in done.stderr
+
+
+def test_audit_list_export_and_verify(tmp_path: Path) -> None:
+    import sqlite3
+
+    data_dir = tmp_path / "g"
+    for name in ("door-1", "door-2"):
+        made = facegate("keys", "create", name, "--scope", "recognize", "--json", data_dir=data_dir)
+        assert made.returncode == 0, made.stderr
+    listed = json.loads(facegate("audit", "list", "--json", data_dir=data_dir).stdout)["entries"]
+    assert len(listed) >= 2 and all(e["hash"] for e in listed)
+    exported = facegate("audit", "export", data_dir=data_dir).stdout.splitlines()
+    chain = [json.loads(line) for line in exported]
+    assert [e["seq"] for e in chain] == sorted(e["seq"] for e in chain)
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(chain))
+    assert facegate("audit", "verify", data_dir=data_dir).returncode == 0
+    with sqlite3.connect(data_dir / "gallery.sqlite3") as conn:
+        conn.execute("UPDATE audit_log SET outcome = 'forged' WHERE seq = ?", (chain[0]["seq"],))
+    broken = facegate("audit", "verify", "--json", data_dir=data_dir)
+    assert broken.returncode == 1
+    assert json.loads(broken.stdout) == {"intact": False, "first_broken_seq": chain[0]["seq"]}

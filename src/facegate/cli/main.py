@@ -9,7 +9,14 @@ import typer
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from facegate.cli import bench_cmds, collection_cmds, eval_cmds, gallery_cmds, service_cmds
+from facegate.cli import (
+    audit_cmds,
+    bench_cmds,
+    collection_cmds,
+    eval_cmds,
+    gallery_cmds,
+    service_cmds,
+)
 from facegate.cli.output import err_console, print_json
 from facegate.errors import (
     ConfigError,
@@ -28,6 +35,7 @@ app = typer.Typer(
 )
 gallery_cmds.register(app)
 app.add_typer(collection_cmds.app, name="collections")
+app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(eval_cmds.app, name="eval", help="Measure accuracy on a labelled photo set.")
 app.add_typer(bench_cmds.app, name="bench", help="Measure speed, against a peer in the same run.")
 service_cmds.register(app)
