@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import threading
+import time
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import uvicorn
+
+from facegate.config import Settings
+from facegate.service.app import create_app
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -19,3 +29,31 @@ def png_header_only(width: int, height: int) -> bytes:
         + b"IEND"
         + struct.pack(">I", zlib.crc32(b"IEND"))
     )
+
+
+@contextmanager
+def running_server(settings: Settings) -> Iterator[str]:
+    """uvicorn serving ``create_app(settings)`` in a thread, on a socket bound here."""
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # TCP_NODELAY on accept
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive(), "the server thread died while starting"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,14 @@ from typing import Any
 import cv2
 import httpx
 import pytest
-import uvicorn
 
 from facegate.config import ServiceSettings, Settings
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.sqlite_store import SQLiteStore
 from facegate.recognition import FaceMatcher
-from facegate.service.app import create_app
 from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE
-from helpers import png_header_only
+from helpers import png_header_only, running_server
 
 UPLOAD_LIMIT = 1_000_000
 ENROLLED = {  # person -> external id; photos 1-3 enrolled, the others are probes
@@ -54,34 +51,6 @@ class Service:
     def call(self, method: str, path: str, secret: str | None = None, **kw: Any) -> httpx.Response:
         headers = {**self.headers(secret), **kw.pop("headers", {})}
         return self.client.request(method, path, headers=headers, **kw)
-
-
-@contextmanager
-def running_server(settings: Settings) -> Iterator[str]:
-    """uvicorn serving ``create_app(settings)`` in a thread, on a socket bound here."""
-    sock = socket.socket(
-        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
-    )  # TCP_NODELAY on accept
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive(), "the server thread died while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        yield base
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 def start_service(tmp: Path, **service: Any) -> Iterator[Service]:

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,6 @@ import httpx
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -40,8 +36,8 @@ from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.core.result import Err, Ok
 
 from facegate.config import ServiceSettings, Settings
-from facegate.service.app import create_app
 from facegate.service.state import BOOTSTRAP_KEY_FILE
+from helpers import running_server
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("FUZZ_SEED")
@@ -51,35 +47,6 @@ AUTH_HEADERS = ("authorization", "x-api-key")
 # with the admin key, or with the auth headers schemathesis generated.
 TARGETS = ("generated", "known", "known", "photo", "photo")
 AUTH = ("admin", "admin", "admin", "admin", "generated")
-
-
-@contextmanager
-def loopback_server(settings: Settings) -> Iterator[str]:
-    """uvicorn serving ``create_app(settings)`` in a thread, on a loopback socket bound here.
-
-    The socket is made with ``IPPROTO_TCP`` so that asyncio sets ``TCP_NODELAY`` on the
-    connections it accepts (it checks the protocol number; a plain ``socket.socket()`` has
-    0): without it each answer's body waits ~40 ms for the client's delayed ACK."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="critical", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:
-        assert thread.is_alive(), "the server thread died while starting"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
 
 
 @dataclass
@@ -137,7 +104,7 @@ def target(tmp_path_factory: pytest.TempPathFactory, faces_root: Path) -> Iterat
     person = faces_root / "Colin_Powell"
     photo = (person / "Colin_Powell_0001.jpg").read_bytes()
     probe = (person / "Colin_Powell_0002.jpg").read_bytes()
-    with loopback_server(settings) as base, httpx.Client(base_url=base, timeout=120) as client:
+    with running_server(settings) as base, httpx.Client(base_url=base, timeout=120) as client:
         admin = (data_dir / BOOTSTRAP_KEY_FILE).read_text().strip()
         client.headers["Authorization"] = f"Bearer {admin}"
         assert client.post("/v1/collections", json={"name": "fuzz"}).status_code == 201
