@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from facegate.config import VisionSettings
 from facegate.errors import ConfigError
+from facegate.eval.calibrate import threshold_at_fmr
 from facegate.eval.embeddings import embed_images, identity_of
 
 FPIR_TARGETS: dict[str, float] = {"0.01": 0.01, "0.1": 0.1}
@@ -60,15 +61,11 @@ def split_identities(paths: list[str]) -> IdentificationSplit:
 
 def threshold_at_fpir(nonmated_top: NDArray[np.float64], fpir: float) -> float:
     """The lowest threshold at which at most ``floor(fpir * n)`` non-mated top scores are
-    at or above it (``-inf`` entries, probes without a face, are never counted)."""
-    n = nonmated_top.size
-    if n == 0:
+    at or above it: the same rule as an FMR threshold, over non-mated probes (``-inf``
+    entries, probes without a face, stay in ``n`` and never pass)."""
+    if nonmated_top.size == 0:
         raise ConfigError("FPIR needs at least one non-mated probe")
-    allowed = math.floor(fpir * n + 1e-9)
-    if allowed >= n:
-        return -math.inf
-    ranked = np.sort(nonmated_top)[::-1]
-    return float(np.nextafter(ranked[allowed], np.inf))
+    return threshold_at_fmr(nonmated_top, fpir)
 
 
 def evaluate_identification(
