@@ -62,6 +62,20 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
     return table
 
 
+def _report(result: dict[str, Any], keys: str, what: str, json_out: bool) -> None:
+    """The whole result as JSON, or the headline figures as a table (notes on stderr)."""
+    if json_out:
+        print_json(result)
+        return
+    shown = {k: result[k] for k in keys.split()}
+    shown["failures"] = result["failures"]["count"]
+    if "plots" in result:
+        shown["plots"] = ", ".join(result["plots"])
+    console.print(_table(f"{what}, {result['model']}", shown))
+    for note in result.get("notes", []):
+        err_console.print(f"[dim]note: {note}[/]")
+
+
 @app.command()
 def pairs(
     pairs_csv: Path = typer.Option(
@@ -94,30 +108,9 @@ def pairs(
         progress=True,
         plot_dir=plot,
     )
-    if json_out:
-        print_json(result)
-        return
-    shown = {
-        k: result[k]
-        for k in (
-            "model",
-            "n_pairs",
-            "accuracy",
-            "accuracy_std",
-            "auc",
-            "eer",
-            "tar_at_far",
-            "threshold_mean",
-            "fold_accuracies",
-            "seconds",
-        )
-    }
-    shown["failures"] = result["failures"]["count"]
-    if "plots" in result:
-        shown["plots"] = ", ".join(result["plots"])
-    console.print(_table(f"verification, {result['model']}", shown))
-    for note in result["notes"]:
-        err_console.print(f"[dim]note: {note}[/]")
+    keys = "model n_pairs accuracy accuracy_std auc eer tar_at_far threshold_mean"
+    keys += " fold_accuracies seconds"
+    _report(result, keys, "verification", json_out)
 
 
 @app.command()
@@ -144,24 +137,8 @@ def identify(
         use_cache=not no_cache,
         progress=True,
     )
-    if json_out:
-        print_json(result)
-        return
-    shown = {
-        k: result[k]
-        for k in (
-            "model",
-            "gallery_size",
-            "n_mated",
-            "n_nonmated",
-            "rank1",
-            "fnir_at_fpir",
-            "threshold_at_fpir",
-            "seconds",
-        )
-    }
-    shown["failures"] = result["failures"]["count"]
-    console.print(_table(f"identification, {result['model']}", shown))
+    keys = "model gallery_size n_mated n_nonmated rank1 fnir_at_fpir threshold_at_fpir seconds"
+    _report(result, keys, "identification", json_out)
 
 
 @app.command()
