@@ -197,3 +197,18 @@ def test_search_and_update_subjects(gallery: Gallery) -> None:
         gallery.update_subject(
             gallery.search_subjects(name_contains="carol")[0][0].id, external_id="e1"
         )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"display_name": "  "}, {"external_id": "x" * 201}, {"metadata": {"bad": object()}}],
+)
+def test_updates_are_validated_like_new_subjects(
+    gallery: Gallery, change: dict[str, object]
+) -> None:
+    from facegate.errors import InvalidSubjectError
+
+    ann = subject_with(gallery, "Ann", unit(1, 0))
+    with pytest.raises(InvalidSubjectError):
+        gallery.update_subject(ann.id, **change)  # type: ignore[arg-type]
+    assert gallery.store.get_subject(ann.id) == ann

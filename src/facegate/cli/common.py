@@ -53,14 +53,8 @@ FaceOption = Annotated[
 
 
 def build_settings(data_dir: Path | None, model: str | None, fmr: float | None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    if model is not None:
-        overrides["model"] = model
-    if fmr is not None:
-        overrides["fmr"] = fmr
-    return load_settings(**overrides)
+    given = {"data_dir": data_dir, "model": model, "fmr": fmr}
+    return load_settings(**{name: value for name, value in given.items() if value is not None})
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -18,7 +18,13 @@ from facegate.errors import (
     UnknownTemplateError,
 )
 from facegate.gallery.index import VectorIndex
-from facegate.gallery.records import DEFAULT_COLLECTION, Collection, Subject, Template
+from facegate.gallery.records import (
+    DEFAULT_COLLECTION,
+    Collection,
+    Subject,
+    Template,
+    check_subject_fields,
+)
 from facegate.gallery.store import Store
 from facegate.types import Candidate, FloatArray
 from facegate.vision.embed import ScoreSpace
@@ -96,7 +102,7 @@ class Gallery:
         """Names are read at search time, so the index needs no change."""
         self._own(subject_id)
         try:
-            Subject(id=subject_id, display_name=display_name or "x")  # validates the name
+            check_subject_fields(display_name, external_id, metadata)
         except ValueError as error:
             raise InvalidSubjectError(str(error)) from error
         return self.store.update_subject(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -49,6 +50,21 @@ class Collection:
             raise ValueError(f"fmr must be one of {FMR_CHOICES}, got {self.fmr}")
 
 
+def check_subject_fields(
+    display_name: str | None, external_id: str | None, metadata: dict[str, Any] | None
+) -> None:
+    """Raise ValueError for a field no subject may have (None: not given)."""
+    if display_name is not None and not 0 < len(display_name.strip()) <= 200:
+        raise ValueError(f"display_name must have 1 to 200 characters, got {len(display_name)}")
+    if external_id is not None and not 0 < len(external_id.strip()) <= 200:
+        raise ValueError(f"external_id must have 1 to 200 characters, got {len(external_id)}")
+    if metadata is not None:
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"metadata must be JSON: {error}") from error
+
+
 @dataclass(frozen=True, slots=True)
 class Subject:
     """A consenting, enrolled person. ``external_id`` is the caller's own key, unique
@@ -62,12 +78,7 @@ class Subject:
     created_at: datetime = field(default_factory=utc_now)
 
     def __post_init__(self) -> None:
-        if not self.display_name.strip():
-            raise ValueError("display_name must not be empty")
-        if len(self.display_name) > 200:
-            raise ValueError(
-                f"display_name must be at most 200 characters, got {len(self.display_name)}"
-            )
+        check_subject_fields(self.display_name, self.external_id, self.metadata)
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,13 +287,8 @@ class SQLiteStore:
         metadata: dict[str, Any] | None = None,
     ) -> Subject:
         """Change a subject's name, external id or metadata (None: unchanged)."""
-        values: dict[str, Any] = {}
-        if display_name is not None:
-            values["display_name"] = display_name
-        if external_id is not None:
-            values["external_id"] = external_id
-        if metadata is not None:
-            values["metadata"] = metadata
+        given = {"display_name": display_name, "external_id": external_id, "metadata": metadata}
+        values = {column: value for column, value in given.items() if value is not None}
         with self.engine.begin() as conn:
             row = conn.execute(select(subjects).where(subjects.c.id == subject_id)).first()
             if row is None:
