@@ -319,7 +319,8 @@ class FaceRecognizer(FaceMatcher):
 
     def identify(self, item: ImageInput, top_k: int | None = None) -> list[FaceResult]:
         """1:N for every face in the image (largest first). Empty list: no face found."""
-        self._check_gallery()
+        if not self.gallery.indexed(self.model_id, self.pipeline.embedder.dim):
+            self._check_gallery()  # says why: empty, or only other models' templates
         k = top_k or self.settings.gallery.top_k
         point = self.operating_point
         image = self.load(item)

@@ -143,6 +143,11 @@ class Gallery:
             self._generation = after
             return result
 
+    def indexed(self, model_id: str, dim: int) -> int:
+        """How many templates of ``model_id`` a search would see now (cheap: no counting query)."""
+        self._refresh_if_changed()
+        return len(self.load_index(model_id, dim))
+
     def load_index(self, model_id: str, dim: int) -> VectorIndex:
         """The model's index, built from the store on first use (call at start to warm it)."""
         with self._lock:
