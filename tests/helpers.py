@@ -13,7 +13,13 @@ from contextlib import contextmanager
 import uvicorn
 
 from facegate.config import Settings
+from facegate.gallery.records import ConsentGrant
 from facegate.service.app import create_app
+
+# The consent the tests record for the LFW people they enroll (stand-ins for real subjects).
+TEST_CONSENT = ConsentGrant("explicit_consent", "test-notice-1", "tests")
+CONSENT_JSON = {"legal_basis": "explicit_consent", "notice_version": "test-notice-1"}
+CONSENT_ARGS = ("--consent", "explicit_consent", "--notice-version", "test-notice-1")
 
 
 def png_header_only(width: int, height: int) -> bytes:

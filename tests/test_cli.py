@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import CONSENT_ARGS
+
 
 def facegate(
     *args: str | Path, data_dir: Path | None = None, env: dict[str, str] | None = None
@@ -36,7 +38,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
         ("Alex Lacamoire", "alex-lacamoire.png"),
         ("Barack Obama", "obama.jpg"),
     ]:
-        done = facegate("enroll", name, enroll / photo, "--json", data_dir=data_dir)
+        done = facegate("enroll", name, enroll / photo, *CONSENT_ARGS, "--json", data_dir=data_dir)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["created"] is True
     return data_dir
@@ -92,7 +94,7 @@ def test_bad_image_gives_a_clear_error(
 ) -> None:
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(content)
-    done = facegate("enroll", "Someone", bad, "--json", data_dir=gallery)
+    done = facegate("enroll", "Someone", bad, *CONSENT_ARGS, "--json", data_dir=gallery)
     assert done.returncode == exit_code
     assert json.loads(done.stdout)["error"] == code
     assert "Traceback" not in done.stderr
@@ -124,13 +126,16 @@ def test_detect_writes_an_annotated_image(tmp_path: Path, two_face_png: Path) ->
     assert len(json.loads(done.stdout)["faces"]) == 2 and out.stat().st_size > 0
 
 
-def test_show_and_remove_subject(gallery: Path) -> None:
+def test_show_and_erase_subject(gallery: Path) -> None:
     shown = json.loads(
         facegate("subjects", "show", "Alex Lacamoire", "--json", data_dir=gallery).stdout
     )
     assert len(shown["templates"]) == 1 and shown["templates"][0]["model_id"] == "sface"
-    removed = facegate("subjects", "remove", shown["id"], "--json", data_dir=gallery)
-    assert json.loads(removed.stdout)["removed_templates"] == 1
+    unconfirmed = facegate("subjects", "erase", shown["id"], data_dir=gallery)
+    assert unconfirmed.returncode == 1  # asked for confirmation, got none (no terminal)
+    erased = facegate("subjects", "erase", shown["id"], "--yes", "--json", data_dir=gallery)
+    assert json.loads(erased.stdout)["templates"] == 1
+    assert json.loads(erased.stdout)["consents"] == 1
     missing = facegate("subjects", "show", shown["id"], "--json", data_dir=gallery)
     assert missing.returncode == 5 and json.loads(missing.stdout)["error"] == "unknown_subject"
 
@@ -151,7 +156,10 @@ def test_collections_keep_galleries_apart(tmp_path: Path, data_root: Path) -> No
     )
     assert made.returncode == 0, made.stderr
     assert (
-        facegate("enroll", "Barack Obama", obama, "-c", "lobby", data_dir=data_dir).returncode == 0
+        facegate(
+            "enroll", "Barack Obama", obama, "-c", "lobby", *CONSENT_ARGS, data_dir=data_dir
+        ).returncode
+        == 0
     )
     listed = json.loads(facegate("collections", "list", "--json", data_dir=data_dir).stdout)
     assert [(c["name"], c["model_id"], c["fmr"], c["subjects"]) for c in listed["collections"]] == [
@@ -167,7 +175,16 @@ def test_collections_keep_galleries_apart(tmp_path: Path, data_root: Path) -> No
         elsewhere.returncode == 5 and json.loads(elsewhere.stdout)["error"] == "unknown_collection"
     )
     pinned = facegate(
-        "enroll", "Someone", obama, "-c", "lobby", "--model", "dlib", "--json", data_dir=data_dir
+        "enroll",
+        "Someone",
+        obama,
+        "-c",
+        "lobby",
+        "--model",
+        "dlib",
+        *CONSENT_ARGS,
+        "--json",
+        data_dir=data_dir,
     )
     assert pinned.returncode == 6 and json.loads(pinned.stdout)["error"] == "model_mismatch"
     assert (
@@ -204,7 +221,7 @@ def test_bad_settings_are_config_errors(
     tmp_path: Path, data_root: Path, env: dict[str, str]
 ) -> None:
     photo = data_root / "video" / "enroll" / "obama.jpg"
-    done = facegate("enroll", "X", photo, "--json", data_dir=tmp_path / "g", env=env)
+    done = facegate("enroll", "X", photo, *CONSENT_ARGS, "--json", data_dir=tmp_path / "g", env=env)
     assert done.returncode == 6, done.stderr
     assert json.loads(done.stdout)["error"] in {"config_error", "model_not_found"}
     assert "Traceback" not in done.stderr
@@ -220,7 +237,9 @@ def test_enroll_dir_survives_odd_folders(tmp_path: Path, faces_root: Path) -> No
     (tree / "Loop").mkdir()
     (tree / "Loop" / "x.jpg").symlink_to(tree / "Loop" / "x.jpg")  # a symlink to itself
     (tree / "Dir_Named_Jpg" / "x.jpg").mkdir(parents=True)
-    done = facegate("enroll-dir", tree, "--face", "largest", "--json", data_dir=tmp_path / "g")
+    done = facegate(
+        "enroll-dir", tree, "--face", "largest", *CONSENT_ARGS, "--json", data_dir=tmp_path / "g"
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["enrolled"] == 1
@@ -265,6 +284,7 @@ def test_audit_list_export_and_verify(tmp_path: Path) -> None:
     assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(chain))
     assert facegate("audit", "verify", data_dir=data_dir).returncode == 0
     with sqlite3.connect(data_dir / "gallery.sqlite3") as conn:
+        conn.execute("DROP TRIGGER audit_log_no_update")  # as someone with the file could
         conn.execute("UPDATE audit_log SET outcome = 'forged' WHERE seq = ?", (chain[0]["seq"],))
     broken = facegate("audit", "verify", "--json", data_dir=data_dir)
     assert broken.returncode == 1

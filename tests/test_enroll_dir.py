@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import CONSENT_ARGS
+
 
 def people_tree(faces_root: Path, target: Path, count: int) -> list[str]:
     """``count`` person folders of symlinks to real photos (the data is never copied)."""
@@ -51,6 +53,7 @@ def enroll_dir_command(tree: Path, data_dir: Path) -> list[str]:
         str(tree),
         "--data-dir",
         str(data_dir),
+        *CONSENT_ARGS,
         "--json",
     ]
 

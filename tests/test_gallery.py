@@ -20,6 +20,7 @@ from facegate.gallery.gallery import Gallery
 from facegate.gallery.records import Collection, Subject, Template, new_id
 from facegate.gallery.sqlite_store import SQLiteStore
 from facegate.vision.embed import ScoreSpace
+from helpers import TEST_CONSENT
 
 DIM = 8
 
@@ -40,7 +41,7 @@ def subject_with(
         collection_id=gallery.collection_id,
     )
     templates = [Template(new_id(), subject.id, "m", v, 0.9) for v in vectors]
-    gallery.add_subject(subject, templates)
+    gallery.add_subject(subject, templates, TEST_CONSENT.record(subject.id))
     return subject
 
 
@@ -72,10 +73,10 @@ def test_removal_reaches_the_index(gallery: Gallery) -> None:
     gallery.remove_template(first.id)
     left = gallery.search("m", first.embedding, ScoreSpace(), k=1)
     assert left[0].similarity < 0.99
-    gallery.remove_subject(ann.id)
+    gallery.erase_subject(ann.id)
     assert gallery.search("m", unit(1, 0), ScoreSpace(), k=3) == []
     with pytest.raises(UnknownSubjectError):
-        gallery.remove_subject(ann.id)
+        gallery.erase_subject(ann.id)
     with pytest.raises(UnknownTemplateError):
         gallery.remove_template(first.id)
 
@@ -137,7 +138,7 @@ def test_collections_keep_their_people_apart(tmp_path: Path) -> None:
     with pytest.raises(UnknownSubjectError):
         site_a.resolve(bob.id)
     with pytest.raises(UnknownSubjectError):
-        site_a.remove_subject(bob.id)
+        site_a.erase_subject(bob.id)
     with pytest.raises(UnknownTemplateError):
         site_a.remove_template(store.subject_templates(bob.id)[0].id)
     assert store.remove_collection("site-b") == 1
@@ -164,7 +165,7 @@ def test_a_removal_by_another_process_is_seen_at_once(tmp_path: Path) -> None:
     ann = subject_with(serving, "Ann", unit(1, 0))
     assert serving.search("m", unit(1, 0), ScoreSpace(), k=1)[0].subject_id == ann.id
     other = Gallery.open(SQLiteStore(tmp_path / "g.sqlite3"), "site-a")
-    other.remove_subject(ann.id)
+    other.erase_subject(ann.id)
     assert serving.search("m", unit(1, 0), ScoreSpace(), k=1) == []
     bob = subject_with(other, "Bob", unit(0, 1))
     assert serving.search("m", unit(0, 1), ScoreSpace(), k=1)[0].subject_id == bob.id

@@ -61,24 +61,62 @@ def test_revocation_is_immediate(store: SQLiteStore) -> None:
         keys.revoke("0000000000000000")
 
 
-def test_audit_chain_verifies_and_detects_tampering(store: SQLiteStore) -> None:
+def tamper(store: SQLiteStore, *statements: str) -> None:
+    """Change the audit table behind facegate's back, as someone with the database file
+    could: first drop the triggers that make it append-only."""
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("DROP TRIGGER audit_log_no_delete")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def filled(store: SQLiteStore) -> AuditLog:
     log = AuditLog(store.engine)
     for i in range(5):
         log.append("identify", "match", key_id="k1", collection="lobby", subject_ids=[f"s{i}"])
     log.append("erase", "done", collection="lobby", subject_ids=["s2"], detail={"templates": 3})
     assert log.verify() is None
+    return log
+
+
+def test_audit_log_is_append_only_in_the_database(store: SQLiteStore) -> None:
+    filled(store)
+    for statement in ("UPDATE audit_log SET outcome = 'x'", "DELETE FROM audit_log"):
+        with sqlite3.connect(store.path) as conn, pytest.raises(sqlite3.IntegrityError):
+            conn.execute(statement)
+
+
+def test_audit_queries(store: SQLiteStore) -> None:
+    log = filled(store)
     newest = log.query(limit=2)
     assert [r.action for r in newest] == ["erase", "identify"]
     assert log.query(action="erase")[0].detail == {"templates": 3}
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE audit_log SET outcome = 'no_match' WHERE seq = 3")
-    assert log.verify() == 3
+    assert [r.seq for r in log.about_subject("s2")] == [3, 6]
 
 
-def test_deleting_an_audit_row_breaks_the_chain(store: SQLiteStore) -> None:
-    log = AuditLog(store.engine)
-    for _ in range(4):
-        log.append("verify", "match")
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("DELETE FROM audit_log WHERE seq = 2")
-    assert log.verify() == 3
+@pytest.mark.parametrize(
+    ("statements", "broken"),
+    [
+        (["UPDATE audit_log SET outcome = 'no_match' WHERE seq = 3"], 3),
+        (["UPDATE audit_log SET subject_ids = '[\"s9\"]' WHERE seq = 4"], 4),
+        (["DELETE FROM audit_log WHERE seq = 2"], 2),
+        (["DELETE FROM audit_log WHERE seq = 1"], 1),
+        # Reordering: rows 2 and 4 swap places (every column but seq).
+        (
+            [
+                "UPDATE audit_log SET seq = 100 WHERE seq = 2",
+                "UPDATE audit_log SET seq = 2 WHERE seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE seq = 100",
+            ],
+            2,
+        ),
+    ],
+    ids=["edit-outcome", "edit-subjects", "delete-middle", "delete-first", "reorder"],
+)
+def test_tampering_fails_verification_at_exactly_that_row(
+    store: SQLiteStore, statements: list[str], broken: int
+) -> None:
+    log = filled(store)
+    tamper(store, *statements)
+    assert log.verify() == broken

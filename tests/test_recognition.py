@@ -21,7 +21,7 @@ from facegate.errors import (
 )
 from facegate.recognition import FaceRecognizer
 from facegate.types import Verdict
-from helpers import png_header_only
+from helpers import TEST_CONSENT, png_header_only
 
 
 def lfw(faces_root: Path, person: str, n: int) -> Path:
@@ -40,7 +40,9 @@ def enrolled(recognizer: FaceRecognizer, faces_root: Path) -> FaceRecognizer:
     # LFW photos often show someone else in the background: the labelled face is the largest.
     for name, count in [("Colin_Powell", 3), ("Tony_Blair", 3), ("Hugo_Chavez", 2)]:
         photos = [lfw(faces_root, name, i) for i in range(1, count + 1)]
-        result = recognizer.enroll(name.replace("_", " "), photos, face="largest", strict=False)
+        result = recognizer.enroll(
+            name.replace("_", " "), photos, face="largest", strict=False, consent=TEST_CONSENT
+        )
         assert result.templates, result.refused
     return recognizer
 
@@ -152,7 +154,7 @@ def test_bad_enrollment_input_has_its_own_error_and_changes_nothing(
     before = snapshot(enrolled)
     for item in (data, path):
         with pytest.raises(error):
-            enrolled.enroll("Mallory", [item])
+            enrolled.enroll("Mallory", [item], consent=TEST_CONSENT)
         with pytest.raises(error):
             enrolled.enroll(
                 "Colin Powell", [item], subject=enrolled.gallery.resolve("Colin Powell")
@@ -163,7 +165,7 @@ def test_bad_enrollment_input_has_its_own_error_and_changes_nothing(
 def test_two_face_photo_enrolls_when_the_caller_picks(
     recognizer: FaceRecognizer, two_face_png: Path
 ) -> None:
-    result = recognizer.enroll("Picked", [two_face_png], face="largest")
+    result = recognizer.enroll("Picked", [two_face_png], face="largest", consent=TEST_CONSENT)
     assert len(result.templates) == 1
 
 
@@ -179,7 +181,7 @@ def test_low_quality_photo_is_refused_with_reasons(
     path = tmp_path / "blurred.png"
     cv2.imwrite(str(path), blurred)
     try:
-        recognizer.enroll("Blurry", [path])
+        recognizer.enroll("Blurry", [path], consent=TEST_CONSENT)
     except LowQualityError as refused:
         assert refused.reasons and any("blurred" in r for r in refused.reasons)
     except NoFaceError:
@@ -193,7 +195,10 @@ def test_lenient_enrollment_reports_refused_photos(
     recognizer: FaceRecognizer, faces_root: Path, faceless_jpg: Path
 ) -> None:
     result = recognizer.enroll(
-        "Hugo Chavez", [lfw(faces_root, "Hugo_Chavez", 1), faceless_jpg], strict=False
+        "Hugo Chavez",
+        [lfw(faces_root, "Hugo_Chavez", 1), faceless_jpg],
+        strict=False,
+        consent=TEST_CONSENT,
     )
     assert len(result.templates) == 1
     assert [r.code for r in result.refused] == ["no_face"]
@@ -204,7 +209,7 @@ def test_remove_subject_and_template(enrolled: FaceRecognizer, faces_root: Path)
     templates = enrolled.gallery.store.subject_templates(blair.id)
     enrolled.gallery.remove_template(templates[0].id)
     assert len(enrolled.gallery.store.subject_templates(blair.id)) == len(templates) - 1
-    enrolled.gallery.remove_subject(blair.id)
+    enrolled.gallery.erase_subject(blair.id)
     results = enrolled.identify(lfw(faces_root, "Tony_Blair", 10))
     assert all(r.decision.match.subject_id != blair.id for r in results)
     assert all(c.subject_id != blair.id for r in results for c in r.candidates)
@@ -213,7 +218,7 @@ def test_remove_subject_and_template(enrolled: FaceRecognizer, faces_root: Path)
 def test_gallery_survives_reopening(tmp_path: Path, faces_root: Path) -> None:
     settings = Settings(data_dir=tmp_path / "g")
     first = FaceRecognizer.open(settings)
-    first.enroll("Hugo Chavez", [lfw(faces_root, "Hugo_Chavez", 1)])
+    first.enroll("Hugo Chavez", [lfw(faces_root, "Hugo_Chavez", 1)], consent=TEST_CONSENT)
     first.close()
     second = FaceRecognizer.open(settings)
     results = second.identify(lfw(faces_root, "Hugo_Chavez", 5))
@@ -227,7 +232,7 @@ def test_tiny_probes_are_not_trusted_in_any_mode(
     import cv2
 
     photo = data_root / "video" / "enroll" / "obama.jpg"
-    recognizer.enroll("Barack Obama", [photo])
+    recognizer.enroll("Barack Obama", [photo], consent=TEST_CONSENT)
     image = cv2.imread(str(photo))
     assert image is not None
     tiny = tmp_path / "tiny.png"
@@ -246,7 +251,7 @@ def test_library_accepts_string_paths_and_rejects_bad_subject_fields(
     from facegate.errors import InvalidSubjectError
 
     photo = str(lfw(faces_root, "Hugo_Chavez", 1))
-    assert recognizer.enroll("Hugo Chavez", [photo], face="largest").templates
+    assert recognizer.enroll("Hugo Chavez", [photo], face="largest", consent=TEST_CONSENT).templates
     for name, external_id, metadata in [
         ("   ", None, None),
         ("x" * 201, None, None),
@@ -255,5 +260,11 @@ def test_library_accepts_string_paths_and_rejects_bad_subject_fields(
         ("Ok", None, {"not json": object()}),
     ]:
         with pytest.raises(InvalidSubjectError):
-            recognizer.enroll(name, [photo], external_id=external_id, metadata=metadata)
+            recognizer.enroll(
+                name,
+                [photo],
+                external_id=external_id,
+                metadata=metadata,
+                consent=TEST_CONSENT,
+            )
     assert recognizer.gallery.count_subjects() == 1

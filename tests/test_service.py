@@ -23,11 +23,11 @@ import pytest
 
 from facegate.config import ServiceSettings, Settings
 from facegate.gallery.audit import AuditLog
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.opening import open_store
 from facegate.recognition import FaceMatcher
 from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE
-from helpers import png_header_only, running_server
+from helpers import CONSENT_JSON, png_header_only, running_server
 
 UPLOAD_LIMIT = 1_000_000
 ENROLLED = {  # person -> external id; photos 1-3 enrolled, the others are probes
@@ -103,7 +103,11 @@ def lfw(service: Service, faces_root: Path) -> dict[str, str]:
         made = service.call(
             "POST",
             "/v1/collections/lfw/subjects",
-            json={"name": person.replace("_", " "), "external_id": external},
+            json={
+                "name": person.replace("_", " "),
+                "external_id": external,
+                "consent": CONSENT_JSON,
+            },
         )
         assert made.status_code == 201, made.text
         ids[person] = made.json()["id"]
@@ -297,11 +301,15 @@ def test_subject_lifecycle(service: Service, lfw: dict[str, str], faces_root: Pa
     )
 
     image = photo(faces_root, STRANGER, 3).read_bytes()
-    enrolled = service.call(
-        "POST",
-        f"{base}/{subject_id}/faces",
-        json={"image_base64": base64.b64encode(image).decode(), "face": "largest"},
+    upload = {"image_base64": base64.b64encode(image).decode(), "face": "largest"}
+    # No consent on file and none given: no enrollment, nothing written.
+    problem(
+        service.call("POST", f"{base}/{subject_id}/faces", json=upload), 422, "consent-required"
     )
+    half = {**upload, "consent_basis": "explicit_consent"}
+    problem(service.call("POST", f"{base}/{subject_id}/faces", json=half), 422, "invalid-consent")
+    given = {**upload, "consent_basis": "explicit_consent", "consent_notice_version": "v2"}
+    enrolled = service.call("POST", f"{base}/{subject_id}/faces", json=given)
     assert enrolled.status_code == 201, enrolled.text
     template_id = enrolled.json()["templates"][0]["id"]
     shown = service.call("GET", f"{base}/{subject_id}").json()
@@ -348,7 +356,9 @@ def hostile(service: Service, faces_root: Path) -> str:
     """Collection ``hostile`` with one enrolled subject; returns the subject id."""
     service.call("POST", "/v1/collections", json={"name": "hostile"})
     subject_id: str = service.call(
-        "POST", "/v1/collections/hostile/subjects", json={"name": "Target"}
+        "POST",
+        "/v1/collections/hostile/subjects",
+        json={"name": "Target", "consent": CONSENT_JSON},
     ).json()["id"]
     image = photo(faces_root, "Lleyton_Hewitt", 1).read_bytes()
     done = service.call(
@@ -642,7 +652,10 @@ def test_the_audit_trail_records_actions_and_verifies(
     enrolls = service.call("GET", "/v1/audit", params={"action": "enroll", "collection": "lfw"})
     items = enrolls.json()["items"]
     assert {tuple(i["subject_ids"]) for i in items} >= {(s,) for s in lfw.values()}
-    assert all(i["key_id"] == admin_id and i["outcome"] == "ok" for i in items)
+    ours = [i for i in items if set(i["subject_ids"]) <= set(lfw.values())]
+    assert all(i["key_id"] == admin_id and i["outcome"] == "ok" for i in ours)
+    # The refused enrollment of test_subject_lifecycle (no consent) is on record as such.
+    assert any(i["outcome"] == "consent_required" for i in items)
 
     image = {"image": ("p.jpg", photo(faces_root, "Colin_Powell", 12).read_bytes())}
     service.call("POST", "/v1/collections/lfw/identify", files=image)
@@ -668,7 +681,7 @@ def test_the_audit_trail_records_actions_and_verifies(
         "intact": True,
         "first_broken_seq": None,
     }
-    store = SQLiteStore(service.data_dir / "gallery.sqlite3")
+    store = open_store(Settings(data_dir=service.data_dir))
     try:
         assert AuditLog(store.engine).verify() is None
     finally:

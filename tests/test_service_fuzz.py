@@ -37,7 +37,7 @@ from schemathesis.core.result import Err, Ok
 
 from facegate.config import ServiceSettings, Settings
 from facegate.service.state import BOOTSTRAP_KEY_FILE
-from helpers import running_server
+from helpers import CONSENT_JSON, running_server
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("FUZZ_SEED")
@@ -109,7 +109,8 @@ def target(tmp_path_factory: pytest.TempPathFactory, faces_root: Path) -> Iterat
         client.headers["Authorization"] = f"Bearer {admin}"
         assert client.post("/v1/collections", json={"name": "fuzz"}).status_code == 201
         made = client.post(
-            "/v1/collections/fuzz/subjects", json={"name": "Colin Powell", "external_id": "cp-1"}
+            "/v1/collections/fuzz/subjects",
+            json={"name": "Colin Powell", "external_id": "cp-1", "consent": CONSENT_JSON},
         )
         assert made.status_code == 201, made.text
         subject_id = made.json()["id"]

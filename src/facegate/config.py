@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -102,6 +102,40 @@ class ServiceSettings(BaseModel):
     rate_burst: int = Field(20, ge=1, description="Token-bucket size: requests allowed at once.")
 
 
+class EncryptionSettings(BaseModel):
+    """Templates (and stored images) encrypted at rest with AES-256-GCM."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        True, description="Encrypt templates at rest. Off only for a throwaway gallery."
+    )
+    key_file: Path | None = Field(
+        None,
+        description="The data key file (JSON, mode 0600), created on first start. "
+        "Default: <data_dir>/keys/data-keys.json. Keep it out of database backups.",
+    )
+    keys: SecretStr | None = Field(
+        None,
+        description="Data keys from the environment instead of a file: 'ID:BASE64[,ID:BASE64...]', "
+        "the first one encrypts new records.",
+    )
+
+
+class RetentionSettings(BaseModel):
+    """How long what is not a template is kept, and how often the service sweeps."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sweep_interval_s: float = Field(
+        3600, ge=0, description="Seconds between retention sweeps in the service; 0: never."
+    )
+    event_days: float = Field(30, gt=0, description="Events older than this are deleted.")
+    snapshot_days: float = Field(
+        7, gt=0, description="Event snapshots older than this are deleted (the event stays)."
+    )
+
+
 class Settings(BaseSettings):
     """facegate settings. Environment: ``FACEGATE_MODEL``, ``FACEGATE_VISION__MAX_PIXELS``, ..."""
 
@@ -120,6 +154,8 @@ class Settings(BaseSettings):
     vision: VisionSettings = Field(default_factory=VisionSettings)
     gallery: GallerySettings = Field(default_factory=GallerySettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -140,3 +176,7 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def data_key_path(self) -> Path:
+        return self.encryption.key_file or self.data_dir / "keys" / "data-keys.json"

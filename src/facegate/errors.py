@@ -18,6 +18,18 @@ class ConfigError(FacegateError):
     code = "config_error"
 
 
+class DataKeyError(ConfigError):
+    """The data key that encrypts templates is missing, wrong, or cannot be written."""
+
+    code = "data_key"
+
+
+class SchemaError(ConfigError):
+    """The database was made by another facegate version and cannot be used as it is."""
+
+    code = "schema_mismatch"
+
+
 class ModelError(FacegateError):
     code = "model_error"
 
@@ -142,3 +154,19 @@ class NoTemplatesError(GalleryError):
 
 class EmptyGalleryError(GalleryError):
     code = "empty_gallery"
+
+
+class ConsentRequiredError(GalleryError):
+    """No biometric template is stored for a subject without an active consent record."""
+
+    code = "consent_required"
+
+
+class InvalidConsentError(GalleryError):
+    code = "invalid_consent"
+
+
+class EphemeralCollectionError(GalleryError):
+    """The operation needs a durable collection, or a running service, not an ephemeral one."""
+
+    code = "ephemeral_collection"

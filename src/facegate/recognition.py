@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from facegate.config import Settings
 from facegate.errors import (
+    ConsentRequiredError,
     EmptyGalleryError,
     FacegateError,
+    InvalidConsentError,
     InvalidSubjectError,
     LowQualityError,
     ModelMismatchError,
@@ -27,7 +30,8 @@ from facegate.errors import (
     NoTemplatesError,
 )
 from facegate.gallery.gallery import Gallery
-from facegate.gallery.records import DEFAULT_COLLECTION, Subject, Template, new_id
+from facegate.gallery.opening import open_store
+from facegate.gallery.records import DEFAULT_COLLECTION, ConsentGrant, Subject, Template, new_id
 from facegate.gallery.sqlite_store import SQLiteStore
 from facegate.policy.thresholds import decide, operating_point
 from facegate.types import Candidate, Decision, Face, Match, OperatingPoint, Verdict
@@ -39,6 +43,9 @@ FaceChoice = Literal["largest"] | int | None
 # Pose is left out: a turned face lowers genuine scores (a miss), it does not make false matches.
 MIN_PROBE_QUALITY = 0.15
 PROBE_GATE_FACTORS = ("size_factor", "sharpness_factor", "exposure_factor")
+# A stored face crop (opt-in per collection): the box widened by half, at most this side.
+CROP_MARGIN = 0.5
+CROP_MAX_SIDE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,23 @@ def pick_face(faces: Sequence[Face], choice: FaceChoice) -> Face:
     return faces[0]  # faces come largest first
 
 
+def face_crop_jpeg(image: NDArray[np.uint8], face: Face) -> bytes:
+    """The face with some margin, as a JPEG: enough to re-enroll with another model,
+    far less than the whole photo."""
+    x1, y1, x2, y2 = face.bbox
+    pad_x, pad_y = (x2 - x1) * CROP_MARGIN, (y2 - y1) * CROP_MARGIN
+    height, width = image.shape[:2]
+    left, top = max(0, int(x1 - pad_x)), max(0, int(y1 - pad_y))
+    right, bottom = min(width, int(x2 + pad_x)), min(height, int(y2 + pad_y))
+    crop: NDArray[Any] = image[top:bottom, left:right]
+    scale = CROP_MAX_SIDE / max(crop.shape[:2])
+    if scale < 1:
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok, "OpenCV failed to encode a JPEG from a decoded image"
+    return encoded.tobytes()
+
+
 def quality_gate(decision: Decision, probes: Sequence[Face], *, open_set: bool) -> Decision:
     """Withdraw a match that rests on a probe too small, blurred or dark to be trusted:
     ``unknown`` in 1:N, ``no_match`` in 1:1, with the reason."""
@@ -142,10 +166,16 @@ class FaceMatcher:
         return self.pipeline.load(Path(os.fspath(item)))
 
     def _one_face(self, item: ImageInput, choice: FaceChoice) -> tuple[Face, int]:
+        face, count, _ = self._one_face_in_image(item, choice)
+        return face, count
+
+    def _one_face_in_image(
+        self, item: ImageInput, choice: FaceChoice
+    ) -> tuple[Face, int, NDArray[np.uint8]]:
         image = self.load(item)
         faces = self.pipeline.detect(image)
         face = pick_face(faces, choice)
-        return self.pipeline.embed(image, [face])[0], len(faces)
+        return self.pipeline.embed(image, [face])[0], len(faces), image
 
     def compare(
         self, item_a: ImageInput, item_b: ImageInput, face: FaceChoice = "largest"
@@ -187,6 +217,7 @@ class FaceRecognizer(FaceMatcher):
             fmr=fmr if fmr is not None else gallery.collection.fmr,
         )
         self.gallery = gallery
+        self.durable: SQLiteStore | None = None  # the database open() opened, if any
         gallery.load_index(self.model_id, self.pipeline.embedder.dim)  # FAISS loaded at start
 
     @classmethod
@@ -199,11 +230,12 @@ class FaceRecognizer(FaceMatcher):
         fmr: float | None = None,
         create: bool = True,
     ) -> FaceRecognizer:
-        """The embedded default: SQLite in ``settings.data_dir``. A missing collection is
+        """The embedded default: SQLite in ``settings.data_dir``, templates encrypted with
+        the configured data key (made on first start). A missing collection is
         created, pinned to ``model_id`` (default: the configured model); an existing one
         must be pinned to ``model_id`` if one is given. ``create=False``: a missing
         collection is an error."""
-        store = SQLiteStore(settings.db_path)
+        store = open_store(settings)
         try:
             gallery = Gallery.open(
                 store,
@@ -219,17 +251,22 @@ class FaceRecognizer(FaceMatcher):
                 f"collection {collection!r} is pinned to model {gallery.collection.model_id!r}; "
                 f"use another collection for {model_id!r}"
             )
-        return cls(settings, gallery, fmr=fmr)
+        recognizer = cls(settings, gallery, fmr=fmr)
+        recognizer.durable = store
+        return recognizer
 
     def close(self) -> None:
         self.gallery.store.close()
+        if self.durable is not None and self.durable is not self.gallery.store:
+            self.durable.close()
 
     # --- enroll ----------------------------------------------------------------------------
     def prepare_template(
         self, item: ImageInput, subject_id: str, choice: FaceChoice = None
     ) -> Template:
-        """Decode, detect, check quality and embed one enrollment photo (writes nothing)."""
-        face, _ = self._one_face(item, choice)
+        """Decode, detect, check quality and embed one enrollment photo (writes nothing).
+        The face crop comes along only if the collection stores images."""
+        face, _, image = self._one_face_in_image(item, choice)
         assert face.quality is not None and face.embedding is not None
         if face.quality.score < self.settings.gallery.min_enroll_quality:
             reasons = face.quality.reasons or ("below the minimum quality",)
@@ -246,6 +283,7 @@ class FaceRecognizer(FaceMatcher):
             embedding=face.embedding,
             quality=face.quality.score,
             source=_source_name(item),
+            image=face_crop_jpeg(image, face) if self.gallery.collection.store_images else None,
         )
 
     def _new_subject(
@@ -272,16 +310,30 @@ class FaceRecognizer(FaceMatcher):
         face: FaceChoice = None,
         strict: bool = True,
         subject: Subject | None = None,
+        consent: ConsentGrant | None = None,
     ) -> EnrollResult:
         """Enroll photos for a new subject (or ``subject``), in one transaction.
 
+        ``consent``: the subject's consent, recorded with the templates. Required for a new
+        subject in a durable collection; an existing subject may rely on one on file.
         ``strict``: any refused photo raises its error and nothing is written. Otherwise the
         usable photos are enrolled and the others reported; if none is usable, the first
         error is raised and nothing is written.
         """
         if not images:
             raise ValueError("give at least one image")
+        if consent is None and subject is None and not self.gallery.ephemeral:
+            raise ConsentRequiredError(
+                "enrolling a new subject needs their consent: the legal basis and the "
+                "version of the notice they were shown (see docs/privacy.md)"
+            )
         target = subject or self._new_subject(name, external_id, metadata)
+        record = None
+        if consent is not None and not self.gallery.ephemeral:
+            try:
+                record = consent.record(target.id)
+            except ValueError as error:
+                raise InvalidConsentError(f"invalid consent: {error}") from error
         prepared: list[Template] = []
         refused: list[Refusal] = []
         first_error: FacegateError | None = None
@@ -297,9 +349,9 @@ class FaceRecognizer(FaceMatcher):
             assert first_error is not None
             raise first_error
         if subject is None:
-            self.gallery.add_subject(target, prepared)
+            self.gallery.add_subject(target, prepared, record)
         else:
-            self.gallery.add_templates(prepared)
+            self.gallery.add_templates(prepared, record)
         return EnrollResult(target, subject is None, prepared, refused)
 
     # --- recognise -------------------------------------------------------------------------
@@ -338,6 +390,8 @@ class FaceRecognizer(FaceMatcher):
                 self.model_id,
             )
             decision = quality_gate(decide(match, point, open_set=True), [face], open_set=True)
+            if decision.verdict is Verdict.MATCH and decision.match.subject_id:
+                self.gallery.note_match(decision.match.subject_id)
             results.append(FaceResult(face, candidates, decision))
         return results
 
@@ -357,6 +411,9 @@ class FaceRecognizer(FaceMatcher):
             probe.embedding, np.stack([t.embedding for t in templates])
         )
         match = Match(subject.id, float(scores.max()), self.model_id)
-        return subject, quality_gate(
+        decision = quality_gate(
             decide(match, self.operating_point, open_set=False), [probe], open_set=False
         )
+        if decision.verdict is Verdict.MATCH:
+            self.gallery.note_match(subject.id)
+        return subject, decision

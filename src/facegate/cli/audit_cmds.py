@@ -12,13 +12,13 @@ from rich.table import Table
 from facegate.cli.common import DataDirOption, JsonOption, build_settings
 from facegate.cli.output import console, print_json
 from facegate.gallery.audit import AuditLog
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.opening import open_store
 
 app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
 
 
 def _log(data_dir: DataDirOption) -> AuditLog:
-    return AuditLog(SQLiteStore(build_settings(data_dir, None, None).db_path).engine)
+    return AuditLog(open_store(build_settings(data_dir, None, None)).engine)
 
 
 @app.command("list")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +12,8 @@ import typer
 from pydantic import ValidationError
 
 from facegate.config import Settings
-from facegate.errors import ConfigError
+from facegate.errors import ConfigError, InvalidConsentError
+from facegate.gallery.records import LEGAL_BASES, ConsentGrant
 from facegate.recognition import FaceChoice
 
 DataDirOption = Annotated[
@@ -50,6 +53,55 @@ FaceOption = Annotated[
         show_default=False,
     ),
 ]
+
+ConsentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--consent",
+        help="The legal basis of the person's consent: explicit_consent (GDPR Art. 9(2)(a)), "
+        "written_release (BIPA) or employment. Required to enroll a new person.",
+        show_default=False,
+    ),
+]
+NoticeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--notice-version",
+        help="The version of the privacy notice the person was shown (with --consent).",
+        show_default=False,
+    ),
+]
+ConsentExpiresOption = Annotated[
+    datetime | None,
+    typer.Option(
+        "--consent-expires",
+        help="When the consent lapses (UTC); the data is then erased. Default: never.",
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"],
+        show_default=False,
+    ),
+]
+
+
+def cli_actor() -> str:
+    """Who acts from the command line, for consent and audit records."""
+    return f"cli:{getpass.getuser()}"
+
+
+def consent_grant(
+    basis: str | None, notice_version: str | None, expires: datetime | None
+) -> ConsentGrant | None:
+    """The consent given on the command line (None if none), collected by this OS user."""
+    if basis is None and notice_version is None:
+        if expires is not None:
+            raise InvalidConsentError("--consent-expires needs --consent and --notice-version")
+        return None
+    if basis is None or notice_version is None:
+        raise InvalidConsentError("a consent needs both --consent and --notice-version")
+    if basis not in LEGAL_BASES:
+        raise InvalidConsentError(f"--consent must be one of {', '.join(LEGAL_BASES)}")
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return ConsentGrant(basis, notice_version, cli_actor(), None, expires)
 
 
 def build_settings(data_dir: Path | None, model: str | None, fmr: float | None) -> Settings:

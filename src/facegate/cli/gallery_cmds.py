@@ -12,17 +12,26 @@ from rich.table import Table
 
 from facegate.cli.common import (
     CollectionOption,
+    ConsentExpiresOption,
+    ConsentOption,
     DataDirOption,
     FaceOption,
     FmrOption,
     JsonOption,
     ModelOption,
+    NoticeOption,
     build_settings,
+    consent_grant,
     parse_face_choice,
 )
 from facegate.cli.output import console, err_console, print_json
 from facegate.cli.render import decision_view, face_result_view, face_view, subject_view
-from facegate.errors import FacegateError, ImageTooLargeError
+from facegate.errors import (
+    ConsentRequiredError,
+    EphemeralCollectionError,
+    FacegateError,
+    ImageTooLargeError,
+)
 from facegate.gallery.records import DEFAULT_COLLECTION
 from facegate.recognition import EnrollResult, FaceMatcher, FaceRecognizer, Refusal
 from facegate.types import OperatingPoint, Verdict
@@ -46,8 +55,6 @@ MediaArg = Annotated[
     ),
 ]
 
-subjects_app = typer.Typer(no_args_is_help=True, help="List, show and remove enrolled subjects.")
-
 
 def register(app: typer.Typer) -> None:
     app.command()(detect)
@@ -56,14 +63,13 @@ def register(app: typer.Typer) -> None:
     app.command()(identify)
     app.command()(verify)
     app.command()(compare)
-    app.add_typer(subjects_app, name="subjects")
 
 
 def _point_text(point: OperatingPoint) -> str:
     return f"threshold {point.threshold:.3f} ({point.model_id} at FMR {point.fmr:g})"
 
 
-def _open(
+def open_recognizer(
     data_dir: Path | None,
     collection: str,
     *,
@@ -73,7 +79,14 @@ def _open(
 ) -> FaceRecognizer:
     """The recognizer of one collection; only enrolling creates a missing collection."""
     settings = build_settings(data_dir, None, None)
-    return FaceRecognizer.open(settings, collection, model_id=model, fmr=fmr, create=create)
+    recognizer = FaceRecognizer.open(settings, collection, model_id=model, fmr=fmr, create=create)
+    if recognizer.gallery.ephemeral:
+        recognizer.close()
+        raise EphemeralCollectionError(
+            f"collection {collection!r} is ephemeral: its faces live only inside the running "
+            "service (facegate serve); use the HTTP API"
+        )
+    return recognizer
 
 
 def detect(
@@ -172,13 +185,20 @@ def enroll(
         bool, typer.Option("--keep-going", help="Enroll the usable photos and report the others.")
     ] = False,
     face: FaceOption = None,
+    consent: ConsentOption = None,
+    notice_version: NoticeOption = None,
+    consent_expires: ConsentExpiresOption = None,
     data_dir: DataDirOption = None,
     collection: CollectionOption = DEFAULT_COLLECTION,
     model: ModelOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Enroll a consenting person from one or more photos (all or nothing unless --keep-going)."""
-    recognizer = _open(data_dir, collection, model=model, create=True)
+    """Enroll a consenting person from one or more photos (all or nothing unless --keep-going).
+
+    A new person needs --consent and --notice-version: no consent, no enrollment.
+    """
+    grant = consent_grant(consent, notice_version, consent_expires)
+    recognizer = open_recognizer(data_dir, collection, model=model, create=True)
     existing = None
     if not new:
         matches = recognizer.gallery.find_subjects(display_name=name)
@@ -196,6 +216,7 @@ def enroll(
         face=parse_face_choice(face),
         strict=not keep_going,
         subject=existing,
+        consent=grant,
     )
     _report_enroll(result, json_output)
 
@@ -236,6 +257,9 @@ def enroll_dir(
         int, typer.Option(min=1, help="Use at most this many photos per person (sorted by name).")
     ] = 5,
     face: FaceOption = None,
+    consent: ConsentOption = None,
+    notice_version: NoticeOption = None,
+    consent_expires: ConsentExpiresOption = None,
     data_dir: DataDirOption = None,
     collection: CollectionOption = DEFAULT_COLLECTION,
     model: ModelOption = None,
@@ -244,9 +268,15 @@ def enroll_dir(
     """Enroll every person folder in DIR. Resumable: folders already enrolled are skipped.
 
     Each person is written in one transaction, so an interrupted run loses nothing and the
-    next run carries on where it stopped.
+    next run carries on where it stopped. --consent/--notice-version record the same consent
+    for every person: use them only if each person in DIR gave it.
     """
-    recognizer = _open(data_dir, collection, model=model, create=True)
+    grant = consent_grant(consent, notice_version, consent_expires)
+    if grant is None:
+        raise ConsentRequiredError(
+            "enroll-dir needs the people's consent: --consent and --notice-version"
+        )
+    recognizer = open_recognizer(data_dir, collection, model=model, create=True)
     face_choice = parse_face_choice(face)
     folders = sorted(p for p in directory.iterdir() if p.is_dir())
     enrolled, skipped, failed = 0, 0, []
@@ -274,7 +304,12 @@ def enroll_dir(
                 if not photos:
                     raise FileNotFoundError("no image files in the folder")
                 result = recognizer.enroll(
-                    name, photos, external_id=folder.name, strict=False, face=face_choice
+                    name,
+                    photos,
+                    external_id=folder.name,
+                    strict=False,
+                    face=face_choice,
+                    consent=grant,
                 )
                 enrolled += 1
                 refused += [{"person": folder.name, **_refusal_view(r)} for r in result.refused]
@@ -349,7 +384,7 @@ def identify(
     json_output: JsonOption = False,
 ) -> None:
     """1:N: who is each face in the image? Below the operating point the answer is 'unknown'."""
-    recognizer = _open(data_dir, collection, model=model, fmr=fmr)
+    recognizer = open_recognizer(data_dir, collection, model=model, fmr=fmr)
     is_video = image.suffix.lower() in VIDEO_SUFFIXES
     if frame is not None or is_video:
         limit = recognizer.settings.vision.max_pixels
@@ -407,7 +442,7 @@ def verify(
     json_output: JsonOption = False,
 ) -> None:
     """1:1: is this the enrolled person? Exit code 0 for a match, 1 for no match."""
-    recognizer = _open(data_dir, collection, model=model, fmr=fmr)
+    recognizer = open_recognizer(data_dir, collection, model=model, fmr=fmr)
     found, decision = recognizer.verify(subject, image, parse_face_choice(face))
     if json_output:
         print_json({"subject": subject_view(found), **decision_view(decision)})
@@ -443,98 +478,3 @@ def compare(
             f"{decision.match.similarity:.3f}, {_point_text(point)}"
         )
     raise typer.Exit(0 if decision.verdict is Verdict.MATCH else 1)
-
-
-@subjects_app.command("list")
-def subjects_list(
-    limit: Annotated[int, typer.Option(min=1, max=10000)] = 100,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    json_output: JsonOption = False,
-) -> None:
-    """List enrolled subjects."""
-    recognizer = _open(data_dir, collection)
-    gallery = recognizer.gallery
-    subjects = gallery.list_subjects(limit, offset)
-    total = gallery.count_subjects()
-    if json_output:
-        print_json(
-            {
-                "collection": gallery.collection_id,
-                "total": total,
-                "subjects": [subject_view(s) for s in subjects],
-            }
-        )
-        return
-    table = Table(
-        "id",
-        "name",
-        "external id",
-        "templates",
-        title=f"{total} subject(s) in collection {gallery.collection_id}",
-    )
-    for s in subjects:
-        table.add_row(
-            s.id, s.display_name, s.external_id or "", str(len(gallery.subject_templates(s.id)))
-        )
-    console.print(table)
-
-
-@subjects_app.command("show")
-def subjects_show(
-    subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    json_output: JsonOption = False,
-) -> None:
-    """Show one subject and its templates (never the embeddings)."""
-    recognizer = _open(data_dir, collection)
-    found = recognizer.gallery.resolve(subject)
-    view = subject_view(found, recognizer.gallery.subject_templates(found.id))
-    if json_output:
-        print_json(view)
-        return
-    console.print(
-        f"[bold]{found.display_name}[/] ({found.id}) external id: {found.external_id or '-'}"
-    )
-    table = Table("template", "model", "quality", "source", "created")
-    for t in view["templates"]:
-        table.add_row(
-            t["id"], t["model_id"], f"{t['quality']:.2f}", t["source"] or "", t["created_at"]
-        )
-    console.print(table)
-
-
-@subjects_app.command("remove")
-def subjects_remove(
-    subject: Annotated[str, typer.Argument(help="Subject id, external id or name.")],
-    template: Annotated[
-        str | None, typer.Option("--template", help="Remove only this template.")
-    ] = None,
-    data_dir: DataDirOption = None,
-    collection: CollectionOption = DEFAULT_COLLECTION,
-    json_output: JsonOption = False,
-) -> None:
-    """Remove a subject and all their templates (or one template)."""
-    recognizer = _open(data_dir, collection)
-    found = recognizer.gallery.resolve(subject)
-    if template is not None:
-        owned = {t.id for t in recognizer.gallery.subject_templates(found.id)}
-        if template not in owned:
-            raise typer.BadParameter(f"template {template} does not belong to {found.display_name}")
-        recognizer.gallery.remove_template(template)
-        removed = 1
-    else:
-        removed = recognizer.gallery.remove_subject(found.id)
-    if json_output:
-        print_json(
-            {
-                "subject_id": found.id,
-                "removed_templates": removed,
-                "subject_removed": template is None,
-            }
-        )
-    else:
-        what = "template" if template else f"{found.display_name} and {removed} template(s)"
-        console.print(f"removed {what}")

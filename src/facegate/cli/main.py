@@ -15,7 +15,9 @@ from facegate.cli import (
     collection_cmds,
     eval_cmds,
     gallery_cmds,
+    privacy_cmds,
     service_cmds,
+    subject_cmds,
 )
 from facegate.cli.output import err_console, print_json
 from facegate.errors import (
@@ -34,6 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 gallery_cmds.register(app)
+app.add_typer(subject_cmds.subjects_app, name="subjects")
+app.add_typer(privacy_cmds.retention_app, name="retention")
 app.add_typer(collection_cmds.app, name="collections")
 app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(eval_cmds.app, name="eval", help="Measure accuracy on a labelled photo set.")

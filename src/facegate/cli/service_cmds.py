@@ -8,14 +8,16 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from facegate.cli.common import DataDirOption, JsonOption, build_settings
-from facegate.cli.output import console, print_json
+from facegate.cli.output import console, err_console, print_json
 from facegate.config import Settings
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.keys import SCOPES, ApiKey, KeyStore
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.opening import open_store
+from facegate.gallery.rotation import rotate_data_key
 from facegate.service.keyadmin import create_key, revoke_key
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service.")
@@ -83,7 +85,7 @@ def _announce(server: object, settings: Settings, app: object) -> None:
 
 # --- keys ----------------------------------------------------------------------------------
 def _key_stores(data_dir: DataDirOption) -> tuple[KeyStore, AuditLog]:
-    store = SQLiteStore(build_settings(data_dir, None, None).db_path)
+    store = open_store(build_settings(data_dir, None, None))
     return KeyStore(store.engine), AuditLog(store.engine)
 
 
@@ -168,3 +170,60 @@ def keys_revoke(
         print_json(_key_view(key))
     else:
         console.print(f"revoked key {key.id} ({escape(key.name)})")
+
+
+@keys_app.command("rotate-data-key")
+def keys_rotate_data_key(
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=100_000, help="Records per transaction.")
+    ] = 200,
+    data_dir: DataDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Make a new data key and re-encrypt every template, image and snapshot with it; old
+    keys are then retired from the key file. Resumable: after a crash, run it again."""
+    settings = build_settings(data_dir, None, None)
+    store = open_store(settings)
+    try:
+        with Progress(
+            TextColumn("re-encrypting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=json_output,
+        ) as bar:
+            task = bar.add_task("re-encrypting", total=None)
+            rotation = rotate_data_key(
+                store,
+                batch_size=batch_size,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        AuditLog(store.engine).append(
+            "data_key.rotate",
+            "ok",
+            detail={
+                "key": rotation.key_id,
+                "resumed": rotation.resumed,
+                "resealed": rotation.resealed,
+                "retired": list(rotation.retired),
+                "via": "cli",
+            },
+        )
+    finally:
+        store.close()
+    view = {
+        "key_id": rotation.key_id,
+        "resumed": rotation.resumed,
+        "resealed": rotation.resealed,
+        "retired": list(rotation.retired),
+        "key_file": str(settings.data_key_path),
+    }
+    if json_output:
+        print_json(view)
+        return
+    verb = "finished the interrupted rotation to" if rotation.resumed else "rotated to"
+    console.print(
+        f"{verb} data key {rotation.key_id}: {rotation.resealed} record(s) re-encrypted, "
+        f"retired {', '.join(rotation.retired) or 'no key'}"
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import String, cast, insert, select
 from sqlalchemy.engine import Engine, Row
 
 from facegate.gallery.records import as_utc, utc_now
@@ -167,16 +167,31 @@ class AuditLog:
         with self.engine.connect() as conn:
             return [self._record(r) for r in conn.execute(query.limit(limit).offset(offset))]
 
+    def about_subject(self, subject_id: str) -> list[AuditRecord]:
+        """Every entry that names the subject, oldest first (for a subject access request)."""
+        pattern = f'%"{subject_id}"%'  # ids are hex: no LIKE metacharacters
+        query = (
+            select(audit_log)
+            .where(cast(audit_log.c.subject_ids, String).like(pattern))
+            .order_by(audit_log.c.seq)
+        )
+        with self.engine.connect() as conn:
+            found = [self._record(r) for r in conn.execute(query)]
+        return [r for r in found if subject_id in r.subject_ids]
+
     def verify(self) -> int | None:
-        """The sequence number of the first entry whose link is broken, or None if intact."""
-        prev = GENESIS
+        """The sequence number of the first entry that was altered, moved or removed (for a
+        removed one, its number), or None if the chain is intact."""
+        prev, expected = GENESIS, 1
         with self.engine.connect() as conn:
             for row in conn.execute(select(audit_log).order_by(audit_log.c.seq)):
                 r = self._record(row)
+                if r.seq != expected:
+                    return expected  # an entry is missing here
                 body = _body(
                     r.at, r.key_id, r.collection, r.action, r.outcome, r.subject_ids, r.detail
                 )
                 if r.prev_hash != prev or r.hash != entry_hash(prev, body):
                     return r.seq
-                prev = r.hash
+                prev, expected = r.hash, r.seq + 1
         return None

@@ -7,6 +7,7 @@ first: if the store write fails, the index is not touched.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -18,12 +19,16 @@ from facegate.errors import (
     UnknownTemplateError,
 )
 from facegate.gallery.index import VectorIndex
+from facegate.gallery.memory_store import MemoryStore
 from facegate.gallery.records import (
     DEFAULT_COLLECTION,
     Collection,
+    Consent,
+    Erasure,
     Subject,
     Template,
     check_subject_fields,
+    utc_now,
 )
 from facegate.gallery.store import Store
 from facegate.types import Candidate, FloatArray
@@ -33,6 +38,8 @@ T = TypeVar("T")
 
 # How many template rows to fetch per wanted subject before grouping by subject.
 _ROWS_PER_SUBJECT = 8
+# A subject's last-match time is written at most this often (retention counts in days).
+_MATCH_NOTE_INTERVAL_S = 3600.0
 
 
 class Gallery:
@@ -42,6 +49,7 @@ class Gallery:
         self._indexes: dict[str, VectorIndex] = {}
         self._lock = threading.RLock()
         self._generation = store.generation()  # the store state the indexes reflect
+        self._match_noted: dict[str, float] = {}
 
     @classmethod
     def open(
@@ -56,7 +64,14 @@ class Gallery:
                 raise UnknownCollectionError(f"no collection named {name!r} (collections: {known})")
             collection = Collection(name=name, model_id=create_with_model)
             store.add_collection(collection)
+        if collection.ephemeral:
+            # Only the collection's settings are durable; its faces live in this process.
+            return cls(MemoryStore(collection), collection)
         return cls(store, collection)
+
+    @property
+    def ephemeral(self) -> bool:
+        return self.collection.ephemeral
 
     @property
     def collection_id(self) -> str:
@@ -112,6 +127,10 @@ class Gallery:
     def template_counts(self) -> dict[str, int]:
         return self.store.template_counts(self.collection_id)
 
+    def own(self, subject_id: str) -> Subject:
+        """The subject, if it belongs to this collection (else UnknownSubjectError)."""
+        return self._own(subject_id)
+
     def _own(self, subject_id: str) -> Subject:
         subject = self.store.get_subject(subject_id)
         if subject is None or subject.collection_id != self.collection_id:
@@ -159,19 +178,39 @@ class Gallery:
             return index
 
     # --- subjects --------------------------------------------------------------------------
-    def add_subject(self, subject: Subject, templates: Sequence[Template]) -> None:
+    def add_subject(
+        self, subject: Subject, templates: Sequence[Template], consent: Consent | None = None
+    ) -> None:
+        """A new subject with its templates; these need ``consent`` (or one on file)."""
         if subject.collection_id != self.collection_id:
             raise ValueError(
                 f"subject belongs to {subject.collection_id!r}, not {self.collection_id!r}"
             )
-        self._write(lambda: self.store.add_subject(subject, templates))
+        self._write(lambda: self.store.add_subject(subject, templates, consent))
         self._index_templates(templates)
 
-    def add_templates(self, templates: Sequence[Template]) -> None:
+    def add_templates(self, templates: Sequence[Template], consent: Consent | None = None) -> None:
         for subject_id in {t.subject_id for t in templates}:
             self._own(subject_id)
-        self._write(lambda: self.store.add_templates(templates))
+        self._write(lambda: self.store.add_templates(templates, consent))
         self._index_templates(templates)
+
+    def add_consent(self, consent: Consent) -> None:
+        self._own(consent.subject_id)
+        self.store.add_consent(consent)
+
+    def consents(self, subject_id: str) -> list[Consent]:
+        self._own(subject_id)
+        return self.store.subject_consents(subject_id)
+
+    def note_match(self, subject_id: str) -> None:
+        """Remember that the subject was just matched (the idle-time retention clock)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._match_noted.get(subject_id, float("-inf")) < _MATCH_NOTE_INTERVAL_S:
+                return
+            self._match_noted[subject_id] = now
+        self.store.mark_matched([subject_id], utc_now())
 
     def _index_templates(self, templates: Sequence[Template]) -> None:
         with self._lock:
@@ -179,14 +218,17 @@ class Gallery:
                 if t.model_id in self._indexes:
                     self._indexes[t.model_id].add([t])
 
-    def remove_subject(self, subject_id: str) -> int:
+    def erase_subject(self, subject_id: str) -> Erasure:
+        """Erase the subject everywhere: the store (templates, images, consent, events)
+        and every index of this gallery; other processes see the new generation."""
         self._own(subject_id)
         gone = [t.id for t in self.store.subject_templates(subject_id)]
-        count = self._write(lambda: self.store.remove_subject(subject_id))
+        erasure = self._write(lambda: self.store.erase_subject(subject_id))
         with self._lock:
             for index in self._indexes.values():
                 index.remove(gone)
-        return count
+            self._match_noted.pop(subject_id, None)
+        return erasure
 
     def remove_template(self, template_id: str) -> Template:
         found = self.store.get_template(template_id)

@@ -1,4 +1,5 @@
-"""The storage protocol. SQLite is the embedded default; a PostgreSQL store can follow.
+"""The storage protocol. SQLite is the embedded default; ephemeral collections live in
+memory; a PostgreSQL store can follow.
 
 Subject reads take an optional ``collection_id``; ``None`` means every collection.
 """
@@ -6,9 +7,10 @@ Subject reads take an optional ``collection_id``; ``None`` means every collectio
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
-from facegate.gallery.records import Collection, Subject, Template
+from facegate.gallery.records import Collection, Consent, Erasure, Subject, Template
 
 
 class Store(Protocol):
@@ -28,11 +30,26 @@ class Store(Protocol):
         """Delete a collection with its subjects and templates; returns subjects removed."""
         ...
 
-    def add_subject(self, subject: Subject, templates: Sequence[Template]) -> None:
-        """Insert a subject with its templates, all or nothing."""
+    def add_subject(
+        self, subject: Subject, templates: Sequence[Template], consent: Consent | None = None
+    ) -> None:
+        """Insert a subject with its consent record and templates, all or nothing.
+        Templates need an active consent record (given here or already on file)."""
         ...
 
-    def add_templates(self, templates: Sequence[Template]) -> None: ...
+    def add_templates(
+        self, templates: Sequence[Template], consent: Consent | None = None
+    ) -> None: ...
+
+    def add_consent(self, consent: Consent) -> None: ...
+
+    def subject_consents(self, subject_id: str) -> list[Consent]: ...
+
+    def mark_matched(self, subject_ids: Sequence[str], at: datetime) -> None:
+        """Note a match (for idle-time retention); not a gallery change."""
+        ...
+
+    def get_template_image(self, template_id: str) -> bytes | None: ...
 
     def get_subject(self, subject_id: str) -> Subject | None: ...
 
@@ -83,8 +100,8 @@ class Store(Protocol):
         """Templates per model id."""
         ...
 
-    def remove_subject(self, subject_id: str) -> int:
-        """Delete a subject and its templates; returns how many templates went."""
+    def erase_subject(self, subject_id: str) -> Erasure:
+        """Erase a subject with everything held about them, in one transaction."""
         ...
 
     def remove_template(self, template_id: str) -> Template: ...

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    DDL,
     JSON,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -15,7 +17,10 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    event,
 )
+
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -26,6 +31,11 @@ collections = Table(
     Column("model_id", String(64), nullable=False),
     Column("fmr", Float, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("store_images", Boolean, nullable=False, default=False),
+    Column("ephemeral", Boolean, nullable=False, default=False),
+    Column("ttl_seconds", Float),
+    Column("max_template_age_days", Float),
+    Column("max_idle_days", Float),
 )
 
 subjects = Table(
@@ -42,6 +52,7 @@ subjects = Table(
     Column("external_id", String(200)),
     Column("metadata", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_matched_at", DateTime(timezone=True)),
     UniqueConstraint("collection_id", "external_id", name="uq_subjects_collection_external"),
     Index("ix_subjects_collection", "collection_id"),
 )
@@ -52,13 +63,78 @@ templates = Table(
     Column("id", String(32), primary_key=True),
     Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
     Column("model_id", String(64), nullable=False),
-    Column("embedding", LargeBinary, nullable=False),  # float32, little-endian
+    # float32 little-endian; sealed (nonce + AES-GCM ciphertext + tag) when key_id is set
+    Column("embedding", LargeBinary, nullable=False),
+    Column("key_id", String(32), index=True),
     Column("dim", Float, nullable=False),
     Column("quality", Float, nullable=False),
     Column("source", String(500)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_templates_subject", "subject_id"),
     Index("ix_templates_model", "model_id"),
+)
+
+# The face crop of an enrollment photo, only for collections that opt in (store_images).
+template_images = Table(
+    "template_images",
+    metadata,
+    Column(
+        "template_id", String(32), ForeignKey("templates.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
+    Column("media_type", String(32), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("key_id", String(32), index=True),
+    Index("ix_template_images_subject", "subject_id"),
+)
+
+# The consent ledger: no template is stored for a subject without an active record.
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
+    Column("legal_basis", String(32), nullable=False),
+    Column("notice_version", String(100), nullable=False),
+    Column("given_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("collected_by", String(100), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True)),
+    Index("ix_consents_subject", "subject_id"),
+)
+
+# What camera workers observed. A subject's events go with the subject on erasure.
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("camera", String(100)),
+    Column("collection_id", String(64)),
+    Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), index=True),
+    Column("similarity", Float),
+    Column("quality", Float),
+    Column("snapshot", LargeBinary),  # JPEG, sealed when key_id is set
+    Column("key_id", String(32), index=True),
+)
+
+# Data keys that have sealed records here: each with a check value sealed by the key
+# itself (never the key), so a missing or wrong key is refused when the store opens.
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("check_value", LargeBinary, nullable=False),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
 )
 
 # One row: bumped by every write to collections, subjects or templates, so that an
@@ -97,3 +173,14 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_audit_at", "at"),
 )
+
+# Append-only in the database itself; the hash chain catches whoever bypasses this.
+for _verb in ("UPDATE", "DELETE"):
+    event.listen(
+        audit_log,
+        "after_create",
+        DDL(
+            f"CREATE TRIGGER audit_log_no_{_verb.lower()} BEFORE {_verb} ON audit_log "
+            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+        ).execute_if(dialect="sqlite"),
+    )

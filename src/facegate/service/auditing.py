@@ -30,32 +30,40 @@ def audited(
     action: str,
     collection: str | None,
     work: Callable[[Outcome], T],
+    anonymous: bool = False,
 ) -> T:
     """Run ``work`` (which fills in the Outcome) and append one audit record, success or
-    failure. Call from a worker thread: the append is a blocking database write."""
+    failure. Call from a worker thread: the append is a blocking database write.
+    ``anonymous`` (ephemeral collections): the record names no subject or template, so
+    nothing durable links back to a passing face."""
     note = Outcome()
     try:
         result = work(note)
     except FacegateError as error:
         note.outcome = error.code
-        _append(audit, key, action, collection, note)
+        _append(audit, key, action, collection, note, anonymous)
         raise
     except Problem as problem:
         note.outcome = problem.slug.replace("-", "_")
-        _append(audit, key, action, collection, note)
+        _append(audit, key, action, collection, note, anonymous)
         raise
-    _append(audit, key, action, collection, note)
+    _append(audit, key, action, collection, note, anonymous)
     return result
 
 
 def _append(
-    audit: AuditLog, key: ApiKey | None, action: str, collection: str | None, note: Outcome
+    audit: AuditLog,
+    key: ApiKey | None,
+    action: str,
+    collection: str | None,
+    note: Outcome,
+    anonymous: bool,
 ) -> None:
     audit.append(
         action,
         note.outcome,
         key_id=key.id if key else None,
         collection=collection,
-        subject_ids=list(note.subject_ids),
-        detail=note.detail,
+        subject_ids=[] if anonymous else list(note.subject_ids),
+        detail={"ephemeral": True} if anonymous else note.detail,
     )

@@ -47,6 +47,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_templates": 409,
     "model_not_found": 422,
     "model_integrity": 500,
+    "consent_required": 422,
+    "invalid_consent": 422,
+    "ephemeral_collection": 409,
+    "data_key": 500,
+    "schema_mismatch": 500,
 }
 STATUS_BY_CLASS: tuple[tuple[type[FacegateError], int], ...] = (
     (ImageError, 422),

@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from facegate.config import FMR_CHOICES
 from facegate.gallery.audit import AuditRecord
 from facegate.gallery.keys import ApiKey
-from facegate.gallery.records import Subject, Template
+from facegate.gallery.records import (
+    DEFAULT_MAX_IDLE_DAYS,
+    MAX_EPHEMERAL_TTL_S,
+    Consent,
+    ConsentGrant,
+    Subject,
+    Template,
+)
 from facegate.recognition import FaceResult
 from facegate.types import Decision, Face, OperatingPoint
 
@@ -29,6 +36,11 @@ def _check_fmr(value: float | None) -> float | None:
 
 
 FaceSelector = Literal["largest"] | int
+LegalBasis = Literal["explicit_consent", "written_release", "employment"]
+LEGAL_BASIS_HELP = (
+    "explicit_consent (GDPR Art. 9(2)(a)), written_release (BIPA 15(b)) or employment "
+    "(GDPR Art. 9(2)(b))"
+)
 
 
 # --- image endpoint parameters (besides the images) -----------------------------------------
@@ -69,6 +81,29 @@ class EnrollParams(Strict):
     strict: bool = Field(
         True, description="All or nothing: any refused photo fails the request, nothing saved."
     )
+    consent_basis: LegalBasis | None = Field(
+        None,
+        description="Record the subject's consent with these faces: " + LEGAL_BASIS_HELP + ". "
+        "Needed unless an active consent is on file (ephemeral collections need none).",
+    )
+    consent_notice_version: str | None = Field(
+        None, min_length=1, max_length=100, description="The notice text version shown."
+    )
+    consent_given_at: datetime | None = Field(None, description="Default: now.")
+    consent_expires_at: datetime | None = Field(None, description="Default: never.")
+
+    def consent(self, collected_by: str) -> ConsentGrant | None:
+        if self.consent_basis is None and self.consent_notice_version is None:
+            return None
+        if self.consent_basis is None or self.consent_notice_version is None:
+            raise ValueError("consent needs both consent_basis and consent_notice_version")
+        return ConsentGrant(
+            self.consent_basis,
+            self.consent_notice_version,
+            collected_by,
+            self.consent_given_at,
+            self.consent_expires_at,
+        )
 
 
 # --- JSON bodies ---------------------------------------------------------------------------
@@ -76,14 +111,87 @@ class CollectionCreate(Strict):
     name: str = Field(..., pattern=COLLECTION_NAME, examples=["lobby"])
     model_id: str | None = Field(None, description="sface (default), dlib or fused.")
     fmr: float | None = Field(None, description="Default operating point: 0.01, 0.001, 0.0001.")
+    store_images: bool = Field(
+        False, description="Keep an encrypted face crop with each template (off: templates only)."
+    )
+    ephemeral: bool = Field(
+        False, description="Templates in memory only, each for ttl_seconds; gone on restart."
+    )
+    ttl_seconds: float | None = Field(
+        None, gt=0, le=MAX_EPHEMERAL_TTL_S, description="Template lifetime (ephemeral only)."
+    )
+    max_template_age_days: float | None = Field(
+        None, gt=0, le=36500, description="Erase templates older than this. Default: no limit."
+    )
+    max_idle_days: float | None = Field(
+        DEFAULT_MAX_IDLE_DAYS,
+        gt=0,
+        le=36500,
+        description="Erase subjects not matched for this long (BIPA: at most 3 years). "
+        "null: no limit.",
+    )
 
     _fmr = field_validator("fmr")(_check_fmr)
+
+
+class ConsentIn(Strict):
+    legal_basis: LegalBasis = Field(..., description=LEGAL_BASIS_HELP)
+    notice_version: str = Field(
+        ..., min_length=1, max_length=100, description="The version of the notice the person saw."
+    )
+    given_at: datetime | None = Field(None, description="When consent was given. Default: now.")
+    expires_at: datetime | None = Field(None, description="When it lapses. Default: never.")
+
+    def grant(self, collected_by: str) -> ConsentGrant:
+        return ConsentGrant(
+            self.legal_basis, self.notice_version, collected_by, self.given_at, self.expires_at
+        )
+
+
+class ConsentPublic(BaseModel):
+    id: str
+    legal_basis: str
+    notice_version: str
+    given_at: datetime
+    expires_at: datetime | None
+    collected_by: str
+    recorded_at: datetime
+    withdrawn_at: datetime | None
+
+    @classmethod
+    def of(cls, consent: Consent) -> ConsentPublic:
+        return cls.model_validate(consent.as_dict())
+
+
+class ErasurePublic(BaseModel):
+    subjects: int
+    templates: int
+    images: int
+    consents: int
+    events: int
+
+
+class SubjectExport(BaseModel):
+    """Everything held about one person: metadata, consent, template metadata, events and
+    the audit entries naming them. Never an embedding."""
+
+    format: str
+    exported_at: datetime
+    collection: dict[str, Any]
+    subject: dict[str, Any]
+    consents: list[dict[str, Any]]
+    templates: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    audit: list[dict[str, Any]]
 
 
 class SubjectCreate(Strict):
     name: str = Field(..., min_length=1, max_length=200, examples=["Ada Lovelace"])
     external_id: str | None = Field(None, min_length=1, max_length=200, examples=["emp-1815"])
     metadata: dict[str, Any] = Field(default_factory=dict)
+    consent: ConsentIn | None = Field(
+        None, description="The subject's consent; needed before faces can be enrolled."
+    )
 
     @field_validator("name")
     @classmethod
@@ -238,6 +346,11 @@ class CollectionPublic(BaseModel):
     subjects: int
     templates: int
     created_at: datetime
+    store_images: bool
+    ephemeral: bool
+    ttl_seconds: float | None
+    max_template_age_days: float | None
+    max_idle_days: float | None
 
 
 class CollectionList(BaseModel):

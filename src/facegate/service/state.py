@@ -19,7 +19,9 @@ from facegate.config import Settings
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.gallery import Gallery
 from facegate.gallery.keys import KeyStore
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.memory_store import MemoryStore
+from facegate.gallery.opening import open_store
+from facegate.gallery.retention import RetentionSweeper, SweepReport
 from facegate.recognition import FaceMatcher, FaceRecognizer
 from facegate.service.limits import TokenBucket
 from facegate.service.metrics import Metrics
@@ -48,7 +50,7 @@ class ServiceState:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = SQLiteStore(settings.db_path)
+        self.store = open_store(settings)
         self.keys = KeyStore(self.store.engine)
         self.audit = AuditLog(self.store.engine)
         self.metrics = Metrics()
@@ -58,6 +60,9 @@ class ServiceState:
         self._pipelines: dict[str, FacePipeline] = {}
         self._recognizers: dict[str, FaceRecognizer] = {}
         self._lock = threading.RLock()
+        self.sweeper = RetentionSweeper(self.store, self.audit, settings.retention)
+        self._stop_sweeping = threading.Event()
+        self._sweeping: threading.Thread | None = None
         self.ready = False
 
     # --- start and stop ----------------------------------------------------------------
@@ -67,13 +72,48 @@ class ServiceState:
         for collection in self.store.list_collections():
             self.recognizer(collection.name)
         self.bootstrap_secret = self.ensure_admin_key()
+        if self.settings.retention.sweep_interval_s > 0:
+            self._sweeping = threading.Thread(
+                target=self._sweep_forever, name="facegate-retention", daemon=True
+            )
+            self._sweeping.start()
         self.ready = True
 
     def close(self) -> None:
         self.ready = False
+        self._stop_sweeping.set()
+        if self._sweeping is not None:
+            self._sweeping.join(timeout=30)
         with self._lock:
+            for recognizer in self._recognizers.values():
+                if recognizer.gallery.ephemeral:
+                    recognizer.gallery.store.close()  # ephemeral faces go with the process
             self._recognizers.clear()
         self.store.close()
+
+    # --- retention -----------------------------------------------------------------------
+    def sweep(self) -> SweepReport:
+        """One retention pass: durable collections by the sweeper, ephemeral ones by TTL."""
+        report = self.sweeper.sweep()
+        with self._lock:
+            ephemeral = [r.gallery.store for r in self._recognizers.values() if r.gallery.ephemeral]
+        for store in ephemeral:
+            if isinstance(store, MemoryStore):
+                report.erasure += store.purge()
+        return report
+
+    def _sweep_forever(self) -> None:
+        interval = self.settings.retention.sweep_interval_s
+        while not self._stop_sweeping.wait(interval):
+            try:
+                report = self.sweep()
+                log.info("retention sweep: %s", report.as_dict())
+            except Exception:  # a failed sweep must not stop the next one
+                log.exception("the retention sweep failed; retrying in %.0f s", interval)
+
+    def is_ephemeral(self, collection: str) -> bool:
+        found = self.store.get_collection(collection)
+        return found is not None and found.ephemeral
 
     @property
     def bootstrap_key_path(self) -> Path:
@@ -133,8 +173,17 @@ class ServiceState:
             return found
 
     def forget(self, collection: str) -> None:
+        """Drop a durable collection's recognizer (rebuilt, with a fresh index, on next use).
+        An ephemeral one is kept unless its collection is gone: its faces live only there."""
         with self._lock:
-            self._recognizers.pop(collection, None)
+            found = self._recognizers.get(collection)
+            if found is None:
+                return
+            if found.gallery.ephemeral and self.store.get_collection(collection) is not None:
+                return
+            del self._recognizers[collection]
+            if found.gallery.ephemeral:
+                found.gallery.store.close()
 
     # --- threads -------------------------------------------------------------------------
     async def infer(self, func: Callable[..., T], *args: Any) -> T:

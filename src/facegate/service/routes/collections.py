@@ -21,14 +21,20 @@ def collection_view(state: ServiceState, collection: Collection) -> CollectionPu
         threshold: float | None = operating_point(collection.model_id, collection.fmr).threshold
     except ConfigError:
         threshold = None
+    gallery = state.recognizer(collection.name).gallery  # ephemeral counts live in memory
     return CollectionPublic(
         name=collection.name,
         model_id=collection.model_id,
         fmr=collection.fmr,
         threshold=threshold,
-        subjects=state.store.count_subjects(collection.name),
-        templates=sum(state.store.template_counts(collection.name).values()),
+        subjects=gallery.count_subjects(),
+        templates=sum(gallery.template_counts().values()),
         created_at=collection.created_at,
+        store_images=collection.store_images,
+        ephemeral=collection.ephemeral,
+        ttl_seconds=collection.ttl_seconds,
+        max_template_age_days=collection.max_template_age_days,
+        max_idle_days=collection.max_idle_days,
     )
 
 
@@ -61,10 +67,19 @@ def create_collection(
     fmr = body.fmr if body.fmr is not None else state.settings.fmr
 
     def work(note: Outcome) -> Collection:
-        note.detail = {"model_id": model_id, "fmr": fmr}
+        note.detail = {"model_id": model_id, "fmr": fmr, "ephemeral": body.ephemeral}
         operating_point(model_id, fmr)  # refuse an uncalibrated model or rate before writing
         try:
-            collection = Collection(name=body.name, model_id=model_id, fmr=fmr)
+            collection = Collection(
+                name=body.name,
+                model_id=model_id,
+                fmr=fmr,
+                store_images=body.store_images,
+                ephemeral=body.ephemeral,
+                ttl_seconds=body.ttl_seconds,
+                max_template_age_days=body.max_template_age_days,
+                max_idle_days=body.max_idle_days,
+            )
         except ValueError as error:
             raise Problem(422, "validation-error", str(error)) from None
         state.pipeline(model_id)  # load the model now: a broken one fails here, not later
@@ -90,8 +105,8 @@ def read_collection(state: StateDep, access: ReadAccess) -> CollectionPublic:
 def delete_collection(state: StateDep, access: AdminAccess) -> Response:
     def work(note: Outcome) -> None:
         get_collection(state, access.collection)
-        state.forget(access.collection)
         removed = state.store.remove_collection(access.collection)
+        state.forget(access.collection)
         note.detail = {"removed_subjects": removed}
 
     audited(state.audit, access.key, "collection.delete", access.collection, work)

@@ -71,7 +71,10 @@ async def identify(request: Request, state: StateDep, access: RecognizeAccess) -
             faces=[IdentifiedFace.of(r) for r in results],
         )
 
-    return await state.infer(audited, state.audit, access.key, "identify", access.collection, work)
+    anonymous = state.is_ephemeral(access.collection)
+    return await state.infer(
+        audited, state.audit, access.key, "identify", access.collection, work, anonymous
+    )
 
 
 @router.post(
@@ -100,4 +103,7 @@ async def verify(request: Request, state: StateDep, access: RecognizeAccess) -> 
             **DecisionPublic.fields_of(decision), subject_id=subject.id, name=subject.display_name
         )
 
-    return await state.infer(audited, state.audit, access.key, "verify", access.collection, work)
+    anonymous = state.is_ephemeral(access.collection)
+    return await state.infer(
+        audited, state.audit, access.key, "verify", access.collection, work, anonymous
+    )

@@ -7,29 +7,52 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from facegate.errors import FacegateError, UnknownSubjectError, UnknownTemplateError
+from facegate.errors import (
+    FacegateError,
+    InvalidConsentError,
+    UnknownSubjectError,
+    UnknownTemplateError,
+)
+from facegate.gallery.export import subject_export
 from facegate.gallery.gallery import Gallery
-from facegate.gallery.records import Subject, Template, new_id
+from facegate.gallery.keys import ApiKey
+from facegate.gallery.records import Consent, ConsentGrant, Subject, Template, new_id
 from facegate.service.auditing import Outcome, audited
-from facegate.service.deps import EnrollAccess, ReadAccess, StateDep
+from facegate.service.deps import Access, AdminAccess, EnrollAccess, ReadAccess, StateDep
 from facegate.service.images import ImageField, read_images
 from facegate.service.openapi import image_body
 from facegate.service.problems import Problem, from_facegate, problem_type, slug_of
 from facegate.service.schemas import (
+    ConsentIn,
+    ConsentPublic,
     EnrollParams,
     EnrollResponse,
+    ErasurePublic,
     RefusedImage,
     SubjectCreate,
+    SubjectExport,
     SubjectPage,
     SubjectPublic,
     SubjectUpdate,
     TemplatePublic,
 )
+from facegate.service.state import ServiceState
 
 router = APIRouter(prefix="/v1/collections/{collection}/subjects", tags=["subjects"])
 
 SubjectId = Annotated[str, Path(min_length=1, max_length=64, description="The subject's id.")]
 ENROLL_IMAGES = (ImageField("images", multiple=True, aliases=("image",)),)
+
+
+def consent_record(grant: ConsentGrant | None, subject_id: str) -> Consent | None:
+    try:
+        return grant.record(subject_id) if grant else None
+    except ValueError as error:
+        raise InvalidConsentError(f"invalid consent: {error}") from None
+
+
+def collector(key: ApiKey | None) -> str:
+    return f"key:{key.id}" if key else "service"
 
 
 def own_subject(gallery: Gallery, subject_id: str) -> Subject:
@@ -71,10 +94,14 @@ def create_subject(body: SubjectCreate, state: StateDep, access: EnrollAccess) -
             collection_id=access.collection,
         )
         note.subject_ids = [subject.id]
-        gallery.add_subject(subject, [])
+        grant = body.consent.grant(collector(access.key)) if body.consent else None
+        record = None if gallery.ephemeral else consent_record(grant, subject.id)
+        note.detail = {"consent": record.id if record else None}
+        gallery.add_subject(subject, [], record)
         return subject
 
-    created = audited(state.audit, access.key, "subject.create", access.collection, work)
+    anonymous = state.is_ephemeral(access.collection)
+    created = audited(state.audit, access.key, "subject.create", access.collection, work, anonymous)
     return SubjectPublic.of(created, [])
 
 
@@ -110,20 +137,75 @@ def update_subject_route(
     return SubjectPublic.of(updated, state.store.subject_templates(updated.id))
 
 
+def erase(state: ServiceState, access: Access, subject_id: str, action: str) -> ErasurePublic:
+    """Erase a subject with everything held about them; the audit keeps the counts."""
+
+    def work(note: Outcome) -> ErasurePublic:
+        note.subject_ids = [subject_id]
+        erased = state.recognizer(access.collection).gallery.erase_subject(subject_id)
+        note.detail = erased.as_dict()
+        return ErasurePublic(**erased.as_dict())
+
+    anonymous = state.is_ephemeral(access.collection)
+    return audited(state.audit, access.key, action, access.collection, work, anonymous)
+
+
 @router.delete(
     "/{subject_id}",
     status_code=204,
     response_class=Response,
-    summary="Delete a subject and every template (erasure).",
+    summary="Erase a subject: templates, stored images, consent records, events, in one go.",
 )
 def delete_subject(state: StateDep, access: EnrollAccess, subject_id: SubjectId) -> Response:
-    def work(note: Outcome) -> None:
-        note.subject_ids = [subject_id]
-        removed = state.recognizer(access.collection).gallery.remove_subject(subject_id)
-        note.detail = {"removed_templates": removed}
-
-    audited(state.audit, access.key, "subject.delete", access.collection, work)
+    erase(state, access, subject_id, "subject.erase")
     return Response(status_code=204)
+
+
+@router.post(
+    "/{subject_id}/consent",
+    response_model=ConsentPublic,
+    status_code=201,
+    summary="Record the subject's consent (needed before faces can be enrolled).",
+)
+def add_consent(
+    body: ConsentIn, state: StateDep, access: EnrollAccess, subject_id: SubjectId
+) -> ConsentPublic:
+    def work(note: Outcome) -> Consent:
+        note.subject_ids = [subject_id]
+        gallery = state.recognizer(access.collection).gallery
+        own_subject(gallery, subject_id)
+        record = consent_record(body.grant(collector(access.key)), subject_id)
+        assert record is not None
+        note.detail = {"consent": record.id, "legal_basis": record.legal_basis}
+        gallery.add_consent(record)
+        return record
+
+    record = audited(state.audit, access.key, "consent.record", access.collection, work)
+    return ConsentPublic.of(record)
+
+
+@router.post(
+    "/{subject_id}/consent/withdraw",
+    response_model=ErasurePublic,
+    summary="Withdraw consent: the subject and all their biometric data are erased.",
+)
+def withdraw_consent(state: StateDep, access: EnrollAccess, subject_id: SubjectId) -> ErasurePublic:
+    return erase(state, access, subject_id, "consent.withdraw")
+
+
+@router.get(
+    "/{subject_id}/export",
+    response_model=SubjectExport,
+    summary="Everything held about the subject (subject access request), as JSON.",
+)
+def export_subject(state: StateDep, access: AdminAccess, subject_id: SubjectId) -> SubjectExport:
+    def work(note: Outcome) -> SubjectExport:
+        note.subject_ids = [subject_id]
+        gallery = state.recognizer(access.collection).gallery
+        return SubjectExport.model_validate(subject_export(gallery, state.audit, subject_id))
+
+    anonymous = state.is_ephemeral(access.collection)
+    return audited(state.audit, access.key, "subject.export", access.collection, work, anonymous)
 
 
 @router.post(
@@ -142,6 +224,10 @@ async def enroll_faces(
         request, EnrollParams, ENROLL_IMAGES, state.settings.service.max_images
     )
     uploads = images["images"]
+    try:
+        grant = params.consent(collector(access.key))
+    except ValueError as error:
+        raise Problem(422, "invalid-consent", str(error)) from None
 
     def work(note: Outcome) -> EnrollResponse:
         note.subject_ids = [subject_id]
@@ -173,7 +259,10 @@ async def enroll_faces(
         if not prepared:
             assert first is not None
             raise first
-        recognizer.gallery.add_templates(prepared)
+        ephemeral = recognizer.gallery.ephemeral
+        recognizer.gallery.add_templates(
+            prepared, None if ephemeral else consent_record(grant, subject.id)
+        )
         note.detail = {"templates": [t.id for t in prepared], "refused": len(refused)}
         return EnrollResponse(
             subject=SubjectPublic.of(subject),
@@ -181,7 +270,10 @@ async def enroll_faces(
             refused=refused,
         )
 
-    return await state.infer(audited, state.audit, access.key, "enroll", access.collection, work)
+    anonymous = state.is_ephemeral(access.collection)
+    return await state.infer(
+        audited, state.audit, access.key, "enroll", access.collection, work, anonymous
+    )
 
 
 @router.delete(
