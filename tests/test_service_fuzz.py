@@ -239,9 +239,12 @@ def _fuzz_operation(
 
 
 def _order(operation: APIOperation) -> tuple[int, int]:
-    """Changes to the seeded records last: updates, then deletions (deepest first, the
-    collection itself at the very end), so that the other operations still find them."""
+    """Changes to the seeded records last: updates, then erasures (withdrawing consent
+    erases too), then deletions (deepest first, the collection itself at the very end), so
+    that the other operations still find them."""
     method = operation.method.upper()
+    if operation.path.endswith("/consent/withdraw"):
+        return (2, -100)
     if method not in ("PATCH", "DELETE"):
         return (0, 0)
     if method == "PATCH":
