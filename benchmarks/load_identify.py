@@ -66,6 +66,7 @@ def build_gallery(data_dir: Path, faces: Path, subjects: int) -> dict[str, Any]:
     """Enroll one photo each of the first ``subjects`` identities with a usable face."""
     from facegate.config import Settings
     from facegate.errors import FacegateError
+    from facegate.gallery.records import ConsentGrant
     from facegate.recognition import FaceRecognizer
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,8 @@ def build_gallery(data_dir: Path, faces: Path, subjects: int) -> dict[str, Any]:
                     external_id=folder.name,
                     face="largest",
                     strict=False,
+                    # LFW people stand in for consenting subjects of a real deployment.
+                    consent=ConsentGrant("explicit_consent", "benchmark", "load_identify"),
                 )
             except FacegateError as error:
                 skipped[folder.name] = error.code

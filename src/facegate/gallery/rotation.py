@@ -69,7 +69,9 @@ def rotate_data_key(
         done += count
         if progress:
             progress(done, total)
-    old = set(keyring.key_ids) - {target} - store.key_ids_in_use()
+    # Keys no record uses any more; the database's list too, in case a crash came between
+    # retiring a key from the file and forgetting it here.
+    old = (set(keyring.key_ids) | store.known_key_ids()) - {target} - store.key_ids_in_use()
     keyring.retire(old)  # from the key file; keys in the environment are the operator's to drop
     store.forget_data_keys(old)
     store.compact()  # no superseded ciphertext left in the WAL

@@ -544,9 +544,6 @@ class SQLiteStore:
 
     # --- events ------------------------------------------------------------------------
     def add_event(self, item: Event) -> None:
-        key_id, blob = (None, None)
-        if item.snapshot is not None:
-            key_id, blob = self._seal(item.snapshot, snapshot_aad(item.id))
         with self.engine.begin() as conn:
             conn.execute(
                 insert(events).values(
@@ -558,10 +555,17 @@ class SQLiteStore:
                     subject_id=item.subject_id,
                     similarity=item.similarity,
                     quality=item.quality,
-                    snapshot=blob,
-                    key_id=key_id,
                 )
             )
+            if item.snapshot is not None:
+                # Sealed only now, holding the write lock: a key rotation cannot finish
+                # (and retire the key used here) between the sealing and the write.
+                key_id, blob = self._seal(item.snapshot, snapshot_aad(item.id))
+                conn.execute(
+                    update(events)
+                    .where(events.c.id == item.id)
+                    .values(snapshot=blob, key_id=key_id)
+                )
 
     def list_events(self, subject_id: str | None = None, limit: int = 100) -> list[Event]:
         query = select(events).order_by(events.c.at.desc()).limit(limit)
@@ -656,6 +660,11 @@ class SQLiteStore:
                 if done >= limit:
                     break
         return done
+
+    def known_key_ids(self) -> set[str]:
+        """Data keys that have a check value here (every key that ever sealed a record)."""
+        with self.engine.connect() as conn:
+            return {r.key_id for r in conn.execute(select(data_keys.c.key_id))}
 
     def forget_data_keys(self, key_ids: set[str]) -> None:
         with self.engine.begin() as conn:
