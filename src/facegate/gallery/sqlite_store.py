@@ -7,6 +7,8 @@ the whole subject with its templates or nothing.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +71,9 @@ _SEALED_COLUMNS: tuple[tuple[Table, str, Callable[[Row[Any]], bytes]], ...] = (
     (events, "snapshot", lambda r: snapshot_aad(r.id)),
 )
 SEALED_TABLES = tuple(table for table, _, _ in _SEALED_COLUMNS)
+
+
+log = logging.getLogger(__name__)
 
 
 def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -484,12 +489,22 @@ class SQLiteStore:
         self.compact()
         return template
 
-    def compact(self) -> bool:
+    def compact(self, attempts: int = 5) -> bool:
         """Copy the WAL into the database and truncate it, so deleted (zeroed) pages leave
-        no older copy in the WAL. False if a reader kept it from finishing."""
-        with self.engine.connect() as conn:
-            busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
-        return busy is not None and busy[0] == 0
+        no older copy in the WAL. A reader in the middle of a query can keep it from
+        finishing: retried, then logged."""
+        for attempt in range(attempts):
+            with self.engine.connect() as conn:
+                busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+            if busy is not None and busy[0] == 0:
+                return True
+            time.sleep(0.1 * (attempt + 1))
+        log.warning(
+            "could not truncate the WAL of %s: a reader kept it busy; erased records may "
+            "stay in the WAL file until a later erasure truncates it",
+            self.path,
+        )
+        return False
 
     def mark_matched(self, subject_ids: Sequence[str], at: datetime) -> None:
         """Record a successful match (for the idle-time retention limit). Not a gallery

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from facegate.errors import (
+    EphemeralCollectionError,
     FacegateError,
     InvalidConsentError,
     UnknownSubjectError,
@@ -133,8 +134,10 @@ def update_subject_route(
             metadata=changes.get("metadata"),
         )
 
-    updated = audited(state.audit, access.key, "subject.update", access.collection, work)
-    return SubjectPublic.of(updated, state.store.subject_templates(updated.id))
+    anonymous = state.is_ephemeral(access.collection)
+    updated = audited(state.audit, access.key, "subject.update", access.collection, work, anonymous)
+    gallery = state.recognizer(access.collection).gallery
+    return SubjectPublic.of(updated, gallery.subject_templates(updated.id))
 
 
 def erase(state: ServiceState, access: Access, subject_id: str, action: str) -> ErasurePublic:
@@ -173,6 +176,10 @@ def add_consent(
     def work(note: Outcome) -> Consent:
         note.subject_ids = [subject_id]
         gallery = state.recognizer(access.collection).gallery
+        if gallery.ephemeral:
+            raise EphemeralCollectionError(
+                f"collection {access.collection!r} is ephemeral: it keeps no consent records"
+            )
         own_subject(gallery, subject_id)
         record = consent_record(body.grant(collector(access.key)), subject_id)
         assert record is not None
@@ -180,7 +187,8 @@ def add_consent(
         gallery.add_consent(record)
         return record
 
-    record = audited(state.audit, access.key, "consent.record", access.collection, work)
+    anonymous = state.is_ephemeral(access.collection)
+    record = audited(state.audit, access.key, "consent.record", access.collection, work, anonymous)
     return ConsentPublic.of(record)
 
 
@@ -299,5 +307,6 @@ def delete_template(
             )
         gallery.remove_template(template_id)
 
-    audited(state.audit, access.key, "template.delete", access.collection, work)
+    anonymous = state.is_ephemeral(access.collection)
+    audited(state.audit, access.key, "template.delete", access.collection, work, anonymous)
     return Response(status_code=204)
