@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from fastapi import FastAPI
 
 from facegate.config import Settings
 from facegate.gallery.records import ConsentGrant
@@ -38,8 +39,9 @@ def png_header_only(width: int, height: int) -> bytes:
 
 
 @contextmanager
-def running_server(settings: Settings) -> Iterator[str]:
-    """uvicorn serving ``create_app(settings)`` in a thread, on a socket bound here."""
+def running_server(settings: Settings, app: FastAPI | None = None) -> Iterator[str]:
+    """uvicorn serving ``app`` (default: ``create_app(settings)``) in a thread, on a socket
+    bound here."""
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
     )  # TCP_NODELAY on accept
@@ -47,7 +49,7 @@ def running_server(settings: Settings) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+        uvicorn.Config(app or create_app(settings), log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

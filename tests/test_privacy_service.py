@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,6 @@ import httpx
 import numpy as np
 import pytest
 
-import helpers
 from facegate.config import ServiceSettings, Settings
 from facegate.gallery.memory_store import MemoryStore
 from facegate.gallery.opening import open_store
@@ -54,25 +54,14 @@ class Service:
 
 
 @contextlib.contextmanager
-def serve(data_dir: Path) -> Iterator[Service]:
-    """``running_server`` over ``data_dir``, keeping a handle on the app it builds."""
-    settings = Settings(data_dir=data_dir, service=ServiceSettings(rate_limit=0))
-    apps = []
-
-    def recording_create_app(given: Settings) -> Any:
-        app = create_app(given)
-        apps.append(app)
-        return app
-
-    with contextlib.ExitStack() as stack:
-        patch = stack.enter_context(pytest.MonkeyPatch.context())
-        patch.setattr(helpers, "create_app", recording_create_app)
-        base = stack.enter_context(running_server(settings))
-        patch.undo()
-        client = stack.enter_context(httpx.Client(base_url=base, timeout=120))
+def serve(data_dir: Path, **settings: Any) -> Iterator[Service]:
+    """A running server over ``data_dir``, with a handle on its state (same process)."""
+    config = Settings(data_dir=data_dir, service=ServiceSettings(rate_limit=0), **settings)
+    app = create_app(config)
+    with running_server(config, app) as base, httpx.Client(base_url=base, timeout=120) as client:
         assert client.get("/health").json() == {"status": "ok"}
         admin = (data_dir / BOOTSTRAP_KEY_FILE).read_text().strip()
-        yield Service(base, data_dir, admin, client, apps[0].state.facegate)
+        yield Service(base, data_dir, admin, client, app.state.facegate)
 
 
 @pytest.fixture(scope="module")
@@ -562,3 +551,22 @@ def test_patching_an_ephemeral_subject_shows_its_templates(
     patched = service.call("PATCH", base, json={"name": "Renamed"})
     assert patched.status_code == 200, patched.text
     assert patched.json()["templates"] == held
+
+
+def test_the_service_sweeps_on_its_schedule(tmp_path: Path, faces_root: Path) -> None:
+    """The sweeper inside ``serve`` (every 0.2 s here) erases a subject past its idle limit
+    (3 s) without anyone asking, and audits it; a subject in a collection without
+    limits stays."""
+    with serve(tmp_path / "g", retention={"sweep_interval_s": 0.2}) as running:
+        make_collection(running, "brief", max_idle_days=3 / 86400)
+        make_collection(running, "lasting", max_idle_days=None)
+        brief = enroll(running, "brief", faces_root, "Hugo_Chavez", (1,))
+        lasting = enroll(running, "lasting", faces_root, "Hugo_Chavez", (1,))
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while running.call("GET", f"/v1/collections/brief/subjects/{brief}").status_code != 404:
+            assert datetime.now(UTC) < deadline, "the scheduled sweep never erased the subject"
+            time.sleep(0.1)
+        erased = audit(running, action="retention.erase")
+        assert [e["subject_ids"] for e in erased] == [[brief]]
+        assert erased[0]["detail"]["reason"] == "idle" and erased[0]["key_id"] is None
+        assert running.call("GET", f"/v1/collections/lasting/subjects/{lasting}").status_code == 200
