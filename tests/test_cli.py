@@ -289,3 +289,90 @@ def test_audit_list_export_and_verify(tmp_path: Path) -> None:
     broken = facegate("audit", "verify", "--json", data_dir=data_dir)
     assert broken.returncode == 1
     assert json.loads(broken.stdout) == {"intact": False, "first_broken_seq": chain[0]["seq"]}
+
+
+def test_consent_export_and_withdrawal_from_the_command_line(
+    tmp_path: Path, data_root: Path
+) -> None:
+    data_dir = tmp_path / "g"
+    photo = data_root / "video" / "enroll" / "obama.jpg"
+    refused = facegate("enroll", "Barack Obama", photo, "--json", data_dir=data_dir)
+    assert refused.returncode == 5 and json.loads(refused.stdout)["error"] == "consent_required"
+    half = facegate(
+        "enroll",
+        "Barack Obama",
+        photo,
+        "--consent",
+        "explicit_consent",
+        "--json",
+        data_dir=data_dir,
+    )
+    assert half.returncode == 5 and json.loads(half.stdout)["error"] == "invalid_consent"
+    done = facegate(
+        "enroll",
+        "Barack Obama",
+        photo,
+        *CONSENT_ARGS,
+        "--consent-expires",
+        "2099-01-01",
+        "--json",
+        data_dir=data_dir,
+    )
+    assert done.returncode == 0, done.stdout
+    subject_id = json.loads(done.stdout)["subject"]["id"]
+
+    renewed = facegate(
+        "subjects",
+        "consent",
+        "Barack Obama",
+        "--consent",
+        "written_release",
+        "--notice-version",
+        "v2",
+        "--json",
+        data_dir=data_dir,
+    )
+    records = json.loads(renewed.stdout)["consents"]
+    assert [(c["legal_basis"], c["notice_version"]) for c in records] == [
+        ("explicit_consent", "test-notice-1"),
+        ("written_release", "v2"),
+    ]
+    assert records[0]["expires_at"].startswith("2099-01-01")
+    assert all(c["collected_by"].startswith("cli:") for c in records)
+
+    out = tmp_path / "export.json"
+    exported = facegate("subjects", "export", "Barack Obama", "--out", out, data_dir=data_dir)
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(out.read_text())
+    assert document["subject"]["id"] == subject_id
+    assert len(document["consents"]) == 2 and len(document["templates"]) == 1
+    assert "embedding" not in json.dumps(document["templates"])
+    assert {"consent.record"} <= {e["action"] for e in document["audit"]}
+
+    withdrawn = facegate(
+        "subjects", "withdraw-consent", subject_id, "--yes", "--json", data_dir=data_dir
+    )
+    assert json.loads(withdrawn.stdout)["templates"] == 1
+    gone = facegate("subjects", "export", subject_id, "--json", data_dir=data_dir)
+    assert gone.returncode == 5 and json.loads(gone.stdout)["error"] == "unknown_subject"
+    verified = facegate("audit", "verify", "--json", data_dir=data_dir)
+    assert json.loads(verified.stdout) == {"intact": True, "first_broken_seq": None}
+    actions = [
+        json.loads(line)["action"]
+        for line in facegate("audit", "export", data_dir=data_dir).stdout.splitlines()
+    ]
+    assert {"subject.export", "consent.withdraw", "consent.record"} <= set(actions)
+
+
+def test_the_command_line_refuses_ephemeral_collections(tmp_path: Path, data_root: Path) -> None:
+    data_dir = tmp_path / "g"
+    made = facegate(
+        "collections", "create", "kiosk", "--ephemeral", "--ttl", "60", "--json", data_dir=data_dir
+    )
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["ephemeral"] is True
+    photo = data_root / "video" / "enroll" / "obama.jpg"
+    done = facegate("enroll", "X", photo, "-c", "kiosk", *CONSENT_ARGS, "--json", data_dir=data_dir)
+    assert done.returncode == 5 and json.loads(done.stdout)["error"] == "ephemeral_collection"
+    bad = facegate("collections", "create", "k2", "--ttl", "60", data_dir=data_dir)
+    assert bad.returncode == 2 and "ephemeral" in bad.stderr

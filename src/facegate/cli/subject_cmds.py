@@ -226,6 +226,7 @@ def subjects_export(
     ] = None,
     data_dir: DataDirOption = None,
     collection: CollectionOption = DEFAULT_COLLECTION,
+    json_output: JsonOption = False,  # the export is JSON anyway; this makes errors JSON too
 ) -> None:
     """Everything held about a subject, as JSON (a subject access request, GDPR Art. 15)."""
     recognizer = open_recognizer(data_dir, collection)
