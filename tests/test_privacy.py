@@ -359,3 +359,20 @@ def test_gallery_notes_matches_for_idle_retention(tmp_path: Path) -> None:
     gallery.note_match(subject.id)  # within the hour: no second write
     assert store.get_subject(subject.id).last_matched_at == first  # type: ignore[union-attr]
     store.close()
+
+
+def test_a_database_from_an_older_facegate_is_refused_clearly(tmp_path: Path) -> None:
+    import sqlite3
+
+    from facegate.errors import SchemaError
+
+    path = tmp_path / "gallery.sqlite3"
+    with sqlite3.connect(path) as conn:  # what facegate before the privacy release made
+        conn.execute("CREATE TABLE gallery_state (id INTEGER PRIMARY KEY, generation INTEGER)")
+        conn.execute("INSERT INTO gallery_state VALUES (1, 7)")
+    with pytest.raises(SchemaError, match="older facegate"):
+        SQLiteStore(path)
+    with sqlite3.connect(path) as conn:  # left as it was
+        assert conn.execute("SELECT generation FROM gallery_state").fetchall() == [(7,)]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"gallery_state"}
