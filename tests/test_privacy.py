@@ -72,6 +72,8 @@ def test_no_embedding_is_on_disk_in_plaintext(
         templates = enroll_people(recognizer, faces_root)
         on_disk = database_bytes(settings.data_dir)
         assert (settings.data_dir / "gallery.sqlite3-wal").exists()  # the WAL is searched too
+        for name in ("gallery.sqlite3", "gallery.sqlite3-wal"):  # owner-only, like the key
+            assert (settings.data_dir / name).stat().st_mode & 0o777 == 0o600
         found = [
             t.id
             for t in templates

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -97,7 +98,11 @@ class SQLiteStore:
 
     def __init__(self, path: Path, keyring: Keyring | None = None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            # Owner-only from the start: names and metadata are personal data too. SQLite
+            # gives the WAL and shared-memory files the database file's permissions.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self.path = path
         self.keyring = keyring
         self.engine: Engine = create_engine(f"sqlite:///{path}", future=True)
