@@ -34,6 +34,17 @@ def audit_of(recognizer: FaceRecognizer) -> AuditLog:
     return AuditLog(recognizer.durable.engine)
 
 
+def record(recognizer: FaceRecognizer, action: str, subject_id: str, **detail: object) -> None:
+    """One audit entry for an action taken from the command line."""
+    audit_of(recognizer).append(
+        action,
+        "ok",
+        collection=recognizer.gallery.collection_id,
+        subject_ids=[subject_id],
+        detail={"via": cli_actor(), **detail},
+    )
+
+
 subjects_app = typer.Typer(
     no_args_is_help=True, help="Enrolled subjects: list, show, consent, erase, export."
 )
@@ -119,7 +130,6 @@ def subjects_erase(
     what = f"template {template} of {found.display_name}" if template else found.display_name
     if not yes and not typer.confirm(f"erase {what} ({found.id})? This cannot be undone"):
         raise typer.Abort()
-    audit = audit_of(recognizer)
     if template is not None:
         owned = {t.id for t in gallery.subject_templates(found.id)}
         if template not in owned:
@@ -130,14 +140,7 @@ def subjects_erase(
     else:
         erased = gallery.erase_subject(found.id)
         action = "subject.erase"
-    audit.append(
-        action,
-        "ok",
-        key_id=None,
-        collection=gallery.collection_id,
-        subject_ids=[found.id],
-        detail={"via": cli_actor(), **erased.as_dict()},
-    )
+    record(recognizer, action, found.id, **erased.as_dict())
     if json_output:
         print_json({"subject_id": found.id, "subject_erased": template is None, **erased.as_dict()})
     else:
@@ -162,16 +165,12 @@ def subjects_consent(
     grant = consent_grant(consent, notice_version, consent_expires)
     if grant is not None:
         try:
-            record = grant.record(found.id)
+            given = grant.record(found.id)
         except ValueError as error:
             raise InvalidConsentError(f"invalid consent: {error}") from None
-        gallery.add_consent(record)
-        audit_of(recognizer).append(
-            "consent.record",
-            "ok",
-            collection=gallery.collection_id,
-            subject_ids=[found.id],
-            detail={"consent": record.id, "legal_basis": record.legal_basis, "via": cli_actor()},
+        gallery.add_consent(given)
+        record(
+            recognizer, "consent.record", found.id, consent=given.id, legal_basis=given.legal_basis
         )
     records = [c.as_dict() for c in gallery.consents(found.id)]
     if json_output:
@@ -205,13 +204,7 @@ def subjects_withdraw_consent(
     if not yes and not typer.confirm(f"erase {found.display_name} ({found.id})?"):
         raise typer.Abort()
     erased = gallery.erase_subject(found.id)
-    audit_of(recognizer).append(
-        "consent.withdraw",
-        "ok",
-        collection=gallery.collection_id,
-        subject_ids=[found.id],
-        detail={"via": cli_actor(), **erased.as_dict()},
-    )
+    record(recognizer, "consent.withdraw", found.id, **erased.as_dict())
     if json_output:
         print_json({"subject_id": found.id, **erased.as_dict()})
     else:
@@ -231,15 +224,8 @@ def subjects_export(
     """Everything held about a subject, as JSON (a subject access request, GDPR Art. 15)."""
     recognizer = open_recognizer(data_dir, collection)
     found = recognizer.gallery.resolve(subject)
-    audit = audit_of(recognizer)
-    document = subject_export(recognizer.gallery, audit, found.id)
-    audit.append(
-        "subject.export",
-        "ok",
-        collection=recognizer.gallery.collection_id,
-        subject_ids=[found.id],
-        detail={"via": cli_actor()},
-    )
+    document = subject_export(recognizer.gallery, audit_of(recognizer), found.id)
+    record(recognizer, "subject.export", found.id)
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if out is None:
         print(text)
