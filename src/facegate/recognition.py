@@ -32,7 +32,7 @@ from facegate.errors import (
 from facegate.gallery.gallery import Gallery
 from facegate.gallery.opening import open_store
 from facegate.gallery.records import DEFAULT_COLLECTION, ConsentGrant, Subject, Template, new_id
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.sql_store import SqlStore
 from facegate.policy.thresholds import decide, operating_point
 from facegate.types import Candidate, Decision, Face, Match, OperatingPoint, Verdict
 from facegate.vision.pipeline import FacePipeline
@@ -217,7 +217,7 @@ class FaceRecognizer(FaceMatcher):
             fmr=fmr if fmr is not None else gallery.collection.fmr,
         )
         self.gallery = gallery
-        self.durable: SQLiteStore | None = None  # the database open() opened, if any
+        self.durable: SqlStore | None = None  # the database open() opened, if any
         gallery.load_index(self.model_id, self.pipeline.embedder.dim)  # FAISS loaded at start
 
     @classmethod

@@ -11,13 +11,13 @@ from facegate.cli.common import DataDirOption, JsonOption, build_settings
 from facegate.cli.output import console, print_json
 from facegate.gallery.opening import open_store
 from facegate.gallery.records import DEFAULT_MAX_IDLE_DAYS, Collection
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.sql_store import SqlStore
 from facegate.policy.thresholds import operating_point
 
 app = typer.Typer(no_args_is_help=True, help="Gallery namespaces, each pinned to one model.")
 
 
-def _store(data_dir: DataDirOption) -> SQLiteStore:
+def _store(data_dir: DataDirOption) -> SqlStore:
     return open_store(build_settings(data_dir, None, None))
 
 

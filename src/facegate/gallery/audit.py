@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, cast, insert, select
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy import String, cast, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine, Row
 
 from facegate.gallery.records import as_utc, utc_now
-from facegate.gallery.tables import audit_log
+from facegate.gallery.tables import audit_log, gallery_state
 
 GENESIS = "0" * 64
 
@@ -76,6 +76,19 @@ def _body(
     }
 
 
+# Any constant: the key of the PostgreSQL advisory lock that serialises appends.
+_APPEND_LOCK = 0x6661636567617465
+
+
+def _lock_chain(conn: Connection) -> None:
+    """Take the database's write lock before reading the last hash, so that appends from
+    several processes (CLI, service, replicas) stay one chain instead of forking."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _APPEND_LOCK})
+    else:  # SQLite: a write (changing nothing) takes the database's write lock now
+        conn.execute(update(gallery_state).values(generation=gallery_state.c.generation))
+
+
 class AuditLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -110,6 +123,7 @@ class AuditLog:
         at = at or utc_now()
         body = _body(at, key_id, collection, action, outcome, subject_ids, detail or {})
         with self._lock, self.engine.begin() as conn:
+            _lock_chain(conn)
             last = conn.execute(
                 select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
             ).scalar()

@@ -30,7 +30,7 @@ from facegate.gallery.records import (
     check_subject_fields,
     utc_now,
 )
-from facegate.gallery.store import Store
+from facegate.gallery.store import DatabaseSearch, Store
 from facegate.types import Candidate, FloatArray
 from facegate.vision.embed import ScoreSpace
 
@@ -163,7 +163,10 @@ class Gallery:
             return result
 
     def indexed(self, model_id: str, dim: int) -> int:
-        """How many templates of ``model_id`` a search would see now (cheap: no counting query)."""
+        """How many templates of ``model_id`` a search would see now (cheap: no counting
+        query; in the database, 0 or 1: whether there is any)."""
+        if isinstance(self.store, DatabaseSearch):
+            return int(self.store.has_templates(self.collection_id, model_id))
         self._refresh_if_changed()
         return len(self.load_index(model_id, dim))
 
@@ -173,6 +176,9 @@ class Gallery:
             index = self._indexes.get(model_id)
             if index is None:
                 index = VectorIndex(dim)
+                if isinstance(self.store, DatabaseSearch):
+                    self._indexes[model_id] = index  # stays empty: the database searches
+                    return index
                 index.add(self.store.iter_templates(model_id, self.collection_id))
                 self._indexes[model_id] = index
             return index
@@ -268,12 +274,12 @@ class Gallery:
         self, model_id: str, query: FloatArray, space: ScoreSpace, k: int
     ) -> list[Candidate]:
         """The ``k`` best subjects for one embedding; each subject scores its best template."""
-        self._refresh_if_changed()
-        index = self.load_index(model_id, int(query.shape[0]))
         prepared = space.prepare_query(query)
+        if not isinstance(self.store, DatabaseSearch):
+            self._refresh_if_changed()
         fetch = k * _ROWS_PER_SUBJECT
         while True:  # widen until k distinct subjects are found or the index is exhausted
-            rows = index.search(prepared, fetch)
+            rows = self._nearest(model_id, prepared, fetch)
             best: dict[str, float] = {}
             for _template_id, subject_id, inner in rows:
                 score = inner + space.offset
@@ -289,6 +295,12 @@ class Gallery:
             if subject is not None:  # removed meanwhile
                 candidates.append(Candidate(subject_id, subject.display_name, score))
         return candidates
+
+    def _nearest(self, model_id: str, prepared: FloatArray, n: int) -> list[tuple[str, str, float]]:
+        """The ``n`` nearest templates: (template id, subject id, inner product)."""
+        if isinstance(self.store, DatabaseSearch):
+            return self.store.search_templates(self.collection_id, model_id, prepared, n)
+        return self.load_index(model_id, int(prepared.shape[0])).search(prepared, n)
 
     def subject_templates(self, subject_id: str, model_id: str | None = None) -> list[Template]:
         self._own(subject_id)

@@ -1,4 +1,4 @@
-"""Open the embedded store with its data keys: created on first start, refused if missing."""
+"""Open the configured store with its data keys: created on first start, refused if missing."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from facegate.config import Settings
 from facegate.errors import DataKeyError
 from facegate.gallery.crypto import Keyring, KeySource
+from facegate.gallery.sql_store import SqlStore
 from facegate.gallery.sqlite_store import SQLiteStore
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,12 @@ def load_keyring(settings: Settings) -> Keyring | None:
     path = settings.data_key_path
     if path.exists():
         return Keyring.load(KeySource(path))
-    if settings.db_path.exists():
+    if settings.database_url is not None or settings.db_path.exists():
         try:
-            SQLiteStore(settings.db_path).close()
+            store_without_keys(settings).close()
         except DataKeyError as error:
             raise DataKeyError(
-                f"{settings.db_path} is encrypted but its data key file {path} is missing: "
+                f"{describe(settings)} is encrypted but its data key file {path} is missing: "
                 "restore the key file (or point FACEGATE_ENCRYPTION__KEY_FILE at it, or set "
                 "FACEGATE_ENCRYPTION__KEYS). Without the key the templates cannot be read."
             ) from error
@@ -42,6 +43,25 @@ def load_keyring(settings: Settings) -> Keyring | None:
     return keyring
 
 
-def open_store(settings: Settings) -> SQLiteStore:
-    """The embedded SQLite store in ``settings.data_dir``, with encryption as configured."""
-    return SQLiteStore(settings.db_path, load_keyring(settings))
+def describe(settings: Settings) -> str:
+    if settings.database_url is None:
+        return str(settings.db_path)
+    return "the PostgreSQL database"
+
+
+def store_without_keys(settings: Settings) -> SqlStore:
+    return _open(settings, None)
+
+
+def _open(settings: Settings, keyring: Keyring | None) -> SqlStore:
+    if settings.database_url is not None:
+        from facegate.gallery.postgres_store import PostgresStore  # psycopg only when asked
+
+        return PostgresStore(settings.database_url.get_secret_value(), keyring)
+    return SQLiteStore(settings.db_path, keyring)
+
+
+def open_store(settings: Settings) -> SqlStore:
+    """The configured store, with encryption as configured: PostgreSQL when
+    ``database_url`` is set, else the embedded SQLite file in ``settings.data_dir``."""
+    return _open(settings, load_keyring(settings))

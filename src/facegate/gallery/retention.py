@@ -17,7 +17,7 @@ from facegate.config import RetentionSettings
 from facegate.errors import UnknownSubjectError
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.records import Erasure, utc_now
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.sql_store import SqlStore
 
 Clock = Callable[[], datetime]
 
@@ -43,7 +43,7 @@ class SweepReport:
 class RetentionSweeper:
     def __init__(
         self,
-        store: SQLiteStore,
+        store: SqlStore,
         audit: AuditLog,
         settings: RetentionSettings,
         clock: Clock = utc_now,

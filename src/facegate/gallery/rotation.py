@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from facegate.errors import DataKeyError
 from facegate.gallery.crypto import new_key_id
-from facegate.gallery.sqlite_store import SQLiteStore
+from facegate.gallery.sql_store import SqlStore
 
 TARGET = "rotation_target"
 
@@ -28,7 +28,7 @@ class Rotation:
 
 
 def rotate_data_key(
-    store: SQLiteStore,
+    store: SqlStore,
     *,
     batch_size: int = 200,
     progress: Callable[[int, int], None] | None = None,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from facegate.gallery.records import Collection, Consent, Erasure, Subject, Template
+from facegate.types import FloatArray
 
 
 class Store(Protocol):
@@ -107,3 +108,17 @@ class Store(Protocol):
     def remove_template(self, template_id: str) -> Template: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class DatabaseSearch(Protocol):
+    """A store that searches its own vectors (PostgreSQL + pgvector) instead of a
+    process-local index: every replica then sees every write at once."""
+
+    def search_templates(
+        self, collection_id: str, model_id: str, query: FloatArray, k: int
+    ) -> list[tuple[str, str, float]]:
+        """Top ``k`` for a prepared query: (template id, subject id, inner product)."""
+        ...
+
+    def has_templates(self, collection_id: str, model_id: str) -> bool: ...

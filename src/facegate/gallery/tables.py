@@ -1,9 +1,9 @@
-"""Table definitions shared by the stores (SQLite now, PostgreSQL later)."""
+"""Table definitions shared by the stores (SQLite and PostgreSQL). The schema itself is
+created and changed by the migrations in ``migrations/``: a change here needs one there."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
-    DDL,
     JSON,
     Boolean,
     Column,
@@ -17,10 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    event,
 )
-
-SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -173,14 +170,3 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_audit_at", "at"),
 )
-
-# Append-only in the database itself; the hash chain catches whoever bypasses this.
-for _verb in ("UPDATE", "DELETE"):
-    event.listen(
-        audit_log,
-        "after_create",
-        DDL(
-            f"CREATE TRIGGER audit_log_no_{_verb.lower()} BEFORE {_verb} ON audit_log "
-            "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
-        ).execute_if(dialect="sqlite"),
-    )
