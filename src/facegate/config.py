@@ -72,6 +72,15 @@ class GallerySettings(BaseModel):
         0.4, ge=0, le=1, description="Refuse enrollment photos whose face quality is below this."
     )
     top_k: int = Field(5, ge=1, le=100, description="Candidates returned by identify.")
+    approximate_above: int = Field(
+        250_000,
+        ge=1,
+        description="Above this many templates of one model in a collection, search an HNSW "
+        "graph instead of every template (measured: docs/scaling.md).",
+    )
+    hnsw_ef_search: int = Field(
+        128, ge=8, le=4096, description="HNSW candidates per search: wider is slower and surer."
+    )
 
 
 class ServiceSettings(BaseModel):

@@ -30,7 +30,7 @@ from facegate.errors import (
     NoTemplatesError,
 )
 from facegate.gallery.gallery import Gallery
-from facegate.gallery.opening import open_store
+from facegate.gallery.opening import index_options, open_store
 from facegate.gallery.records import DEFAULT_COLLECTION, ConsentGrant, Subject, Template, new_id
 from facegate.gallery.sql_store import SqlStore
 from facegate.policy.thresholds import decide, operating_point
@@ -241,6 +241,7 @@ class FaceRecognizer(FaceMatcher):
                 store,
                 collection,
                 create_with_model=(model_id or settings.model) if create else None,
+                options=index_options(settings, collection),
             )
         except FacegateError:
             store.close()

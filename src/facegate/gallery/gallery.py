@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from facegate.errors import (
@@ -18,7 +20,14 @@ from facegate.errors import (
     UnknownSubjectError,
     UnknownTemplateError,
 )
-from facegate.gallery.index import VectorIndex
+from facegate.gallery.crypto import Keyring
+from facegate.gallery.index import (
+    DEFAULT_APPROXIMATE_ABOVE,
+    DEFAULT_EF_SEARCH,
+    Progress,
+    VectorIndex,
+)
+from facegate.gallery.index_files import index_path, load_index, save_index
 from facegate.gallery.memory_store import MemoryStore
 from facegate.gallery.records import (
     DEFAULT_COLLECTION,
@@ -36,6 +45,18 @@ from facegate.vision.embed import ScoreSpace
 
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How a gallery keeps its in-memory index: where large ones are saved (None: never),
+    above what size it is approximate (HNSW), and how wide the HNSW search is."""
+
+    directory: Path | None = None
+    approximate_above: int = DEFAULT_APPROXIMATE_ABOVE
+    ef_search: int = DEFAULT_EF_SEARCH
+    progress: Progress | None = None
+
+
 # How many template rows to fetch per wanted subject before grouping by subject.
 _ROWS_PER_SUBJECT = 8
 # A subject's last-match time is written at most this often (retention counts in days).
@@ -43,9 +64,12 @@ _MATCH_NOTE_INTERVAL_S = 3600.0
 
 
 class Gallery:
-    def __init__(self, store: Store, collection: Collection) -> None:
+    def __init__(
+        self, store: Store, collection: Collection, options: IndexOptions | None = None
+    ) -> None:
         self.store = store
         self.collection = collection
+        self.options = options or IndexOptions()
         self._indexes: dict[str, VectorIndex] = {}
         self._lock = threading.RLock()
         self._generation = store.generation()  # the store state the indexes reflect
@@ -53,7 +77,12 @@ class Gallery:
 
     @classmethod
     def open(
-        cls, store: Store, name: str = DEFAULT_COLLECTION, *, create_with_model: str | None = None
+        cls,
+        store: Store,
+        name: str = DEFAULT_COLLECTION,
+        *,
+        create_with_model: str | None = None,
+        options: IndexOptions | None = None,
     ) -> Gallery:
         """The gallery of collection ``name``; created (pinned to ``create_with_model``) if
         it does not exist and a model is given."""
@@ -65,9 +94,10 @@ class Gallery:
             collection = Collection(name=name, model_id=create_with_model)
             store.add_collection(collection)
         if collection.ephemeral:
-            # Only the collection's settings are durable; its faces live in this process.
+            # Only the collection's settings are durable; its faces live in this process
+            # (and its index is never saved).
             return cls(MemoryStore(collection), collection)
-        return cls(store, collection)
+        return cls(store, collection, options)
 
     @property
     def ephemeral(self) -> bool:
@@ -146,7 +176,11 @@ class Gallery:
         current = self.store.generation()
         with self._lock:
             if current != self._generation:
-                self._indexes.clear()
+                for model_id, index in list(self._indexes.items()):
+                    if index.approximate:
+                        self._reconcile(index, model_id)  # rebuilding a graph takes minutes
+                    else:
+                        del self._indexes[model_id]
                 self._generation = current
 
     def _write(self, write: Callable[[], T]) -> T:
@@ -171,17 +205,77 @@ class Gallery:
         return len(self.load_index(model_id, dim))
 
     def load_index(self, model_id: str, dim: int) -> VectorIndex:
-        """The model's index, built from the store on first use (call at start to warm it)."""
+        """The model's index, on first use: the saved one brought up to date with the store,
+        or built from the store (call at start to warm it). Large ones are saved."""
         with self._lock:
             index = self._indexes.get(model_id)
-            if index is None:
-                index = VectorIndex(dim)
-                if isinstance(self.store, DatabaseSearch):
-                    self._indexes[model_id] = index  # stays empty: the database searches
-                    return index
-                index.add(self.store.iter_templates(model_id, self.collection_id))
-                self._indexes[model_id] = index
+            if index is not None:
+                return index
+            index = VectorIndex(
+                dim,
+                approximate_above=self.options.approximate_above,
+                ef_search=self.options.ef_search,
+                progress=self.options.progress,
+            )
+            if not isinstance(
+                self.store, DatabaseSearch
+            ):  # else: stays empty, the database searches
+                saved = self._load_saved(model_id)
+                if saved is not None and saved.dim == dim:
+                    index = saved
+                    self._reconcile(index, model_id)
+                else:
+                    index.add(self.store.iter_templates(model_id, self.collection_id))
+                    if index.approximate:
+                        self._save(model_id, index)
+            self._indexes[model_id] = index
             return index
+
+    def _index_file(self, model_id: str) -> Path | None:
+        if self.options.directory is None or self.ephemeral:
+            return None
+        return index_path(self.options.directory, self.collection_id, model_id)
+
+    def _load_saved(self, model_id: str) -> VectorIndex | None:
+        path = self._index_file(model_id)
+        if path is None:
+            return None
+        return load_index(
+            path, self._keyring(), self.collection_id, model_id, self.options.progress
+        )
+
+    def _save(self, model_id: str, index: VectorIndex) -> None:
+        path = self._index_file(model_id)
+        if path is not None:
+            save_index(path, index, self._keyring(), self.collection_id, model_id)
+
+    def _keyring(self) -> Keyring | None:
+        return getattr(self.store, "keyring", None)
+
+    def _reconcile(self, index: VectorIndex, model_id: str) -> None:
+        """Bring a saved or long-lived index in step with the store: add what is missing,
+        drop what was erased (by this or another process)."""
+        refs = self.store.template_refs(model_id, self.collection_id)
+        held = index.template_ids
+        index.remove(held - refs.keys())
+        missing = [t for t in refs if t not in held]
+        fresh = [self.store.get_template(t) for t in missing]
+        index.add(t for t in fresh if t is not None)
+
+    def persist(self) -> None:
+        """Save the large (approximate) indexes, so that the next start loads them."""
+        with self._lock:
+            for model_id, index in self._indexes.items():
+                if index.approximate:
+                    self._save(model_id, index)
+
+    def _forget_saved(self) -> None:
+        """An erasure makes a saved index hold a vector that must be gone: delete it
+        (the service saves a fresh one when it stops)."""
+        for model_id in list(self._indexes):
+            path = self._index_file(model_id)
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     # --- subjects --------------------------------------------------------------------------
     def add_subject(
@@ -234,6 +328,7 @@ class Gallery:
             for index in self._indexes.values():
                 index.remove(gone)
             self._match_noted.pop(subject_id, None)
+            self._forget_saved()
         return erasure
 
     def remove_template(self, template_id: str) -> Template:
@@ -247,6 +342,7 @@ class Gallery:
         with self._lock:
             if template.model_id in self._indexes:
                 self._indexes[template.model_id].remove([template_id])
+            self._forget_saved()
         return template
 
     def resolve(self, ref: str) -> Subject:

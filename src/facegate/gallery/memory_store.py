@@ -198,6 +198,9 @@ class MemoryStore:
             found = [t for t in self._templates.values() if t.model_id == model_id]
         yield from sorted(found, key=lambda t: t.id)
 
+    def template_refs(self, model_id: str, collection_id: str) -> dict[str, str]:
+        return {t.id: t.subject_id for t in self.iter_templates(model_id)}
+
     def template_counts(self, collection_id: str | None = None) -> dict[str, int]:
         counts: dict[str, int] = {}
         with self._lock:

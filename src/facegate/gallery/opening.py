@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from facegate.config import Settings
 from facegate.errors import DataKeyError
 from facegate.gallery.crypto import Keyring, KeySource
+from facegate.gallery.gallery import IndexOptions
 from facegate.gallery.sql_store import SqlStore
 from facegate.gallery.sqlite_store import SQLiteStore
 
@@ -65,3 +67,32 @@ def open_store(settings: Settings) -> SqlStore:
     """The configured store, with encryption as configured: PostgreSQL when
     ``database_url`` is set, else the embedded SQLite file in ``settings.data_dir``."""
     return _open(settings, load_keyring(settings))
+
+
+def index_options(settings: Settings, collection: str = "") -> IndexOptions:
+    """Where and how galleries keep their in-memory index (``<data_dir>/index``)."""
+    return IndexOptions(
+        directory=settings.data_dir / "index",
+        approximate_above=settings.gallery.approximate_above,
+        ef_search=settings.gallery.hnsw_ef_search,
+        progress=_build_progress(collection),
+    )
+
+
+def _build_progress(collection: str) -> Callable[[int, int], None]:
+    """Logs an index build every tenth of the way (a graph over 1M templates takes minutes)."""
+    told = {"tenth": -1}
+
+    def report(done: int, total: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth != told["tenth"]:
+            told["tenth"] = tenth
+            log.warning(
+                "building the search index%s: %d of %d templates (%d%%)",
+                f" of {collection}" if collection else "",
+                done,
+                total,
+                done * 100 // max(total, 1),
+            )
+
+    return report

@@ -767,6 +767,14 @@ class SqlStore:
             for row in conn.execute(query):
                 yield self._template(row)
 
+    def template_refs(self, model_id: str, collection_id: str) -> dict[str, str]:
+        query = select(templates.c.id, templates.c.subject_id).where(
+            templates.c.model_id == model_id
+        )
+        query = self._in_collection(query, collection_id)
+        with self.engine.connect() as conn:
+            return {r.id: r.subject_id for r in conn.execute(query)}
+
     def template_counts(self, collection_id: str | None = None) -> dict[str, int]:
         query = select(templates.c.model_id, func.count()).group_by(templates.c.model_id)
         query = self._in_collection(query, collection_id)

@@ -97,6 +97,10 @@ class Store(Protocol):
         """Every template of one model, for loading the vector index."""
         ...
 
+    def template_refs(self, model_id: str, collection_id: str) -> dict[str, str]:
+        """Template id -> subject id for one model in one collection (nothing decrypted)."""
+        ...
+
     def template_counts(self, collection_id: str | None = None) -> dict[str, int]:
         """Templates per model id."""
         ...

@@ -20,7 +20,7 @@ from facegate.gallery.audit import AuditLog
 from facegate.gallery.gallery import Gallery
 from facegate.gallery.keys import KeyStore
 from facegate.gallery.memory_store import MemoryStore
-from facegate.gallery.opening import open_store
+from facegate.gallery.opening import index_options, open_store
 from facegate.gallery.retention import RetentionSweeper, SweepReport
 from facegate.recognition import FaceMatcher, FaceRecognizer
 from facegate.service.limits import TokenBucket
@@ -88,6 +88,8 @@ class ServiceState:
             for recognizer in self._recognizers.values():
                 if recognizer.gallery.ephemeral:
                     recognizer.gallery.store.close()  # ephemeral faces go with the process
+                else:
+                    recognizer.gallery.persist()  # large indexes load at the next start
             self._recognizers.clear()
         self.store.close()
 
@@ -166,7 +168,9 @@ class ServiceState:
         with self._lock:
             found = self._recognizers.get(collection)
             if found is None:
-                gallery = Gallery.open(self.store, collection)
+                gallery = Gallery.open(
+                    self.store, collection, options=index_options(self.settings, collection)
+                )
                 pipeline = self.pipeline(gallery.collection.model_id)
                 found = FaceRecognizer(self.settings, gallery, pipeline)
                 self._recognizers[collection] = found
