@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import secrets
-from zipfile import BadZipFile
 from pathlib import Path
+from zipfile import BadZipFile
 
 from facegate.errors import DataKeyError
 from facegate.gallery.crypto import Keyring
