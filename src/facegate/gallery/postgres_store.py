@@ -46,8 +46,12 @@ _vectors = Table(
     Column("vector", Vector()),
 )
 _SAFE_MODEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The HNSW graph (pgvector's defaults are m=16, ef_construction=64): face embeddings are
+# hard for graphs, so denser (measured: docs/scaling.md).
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 128
 # Candidates the HNSW scan visits per query (pgvector's default is 40); recall over speed.
-EF_SEARCH = 100
+EF_SEARCH = 200
 
 
 def engine_url(url: str) -> str:
@@ -61,8 +65,11 @@ def engine_url(url: str) -> str:
 
 
 class PostgresStore(SqlStore):
-    def __init__(self, url: str, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self, url: str, keyring: Keyring | None = None, *, ef_search: int = EF_SEARCH
+    ) -> None:
         engine = create_engine(engine_url(url), pool_pre_ping=True)
+        self.ef_search = ef_search
         self._indexed_models: set[tuple[str, int]] = set()
         super().__init__(engine, keyring, make_url(url).render_as_string(hide_password=True))
 
@@ -88,7 +95,9 @@ class PostgresStore(SqlStore):
         conn.execute(
             text(
                 f"CREATE INDEX IF NOT EXISTS {name} ON templates USING hnsw "
-                f"((vector::vector({dim})) vector_ip_ops) WHERE model_id = '{model_id}'"
+                f"((vector::vector({dim})) vector_ip_ops) "
+                f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+                f"WHERE model_id = '{model_id}'"
             )
         )
         self._indexed_models.add((model_id, dim))
@@ -112,7 +121,7 @@ class PostgresStore(SqlStore):
         with self.engine.begin() as conn:
             # Filtering by collection after the index scan must not starve the result.
             conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, k)}"))
+            conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(self.ef_search, k)}"))
             rows = conn.execute(sql, {"q": str(query.tolist()), "c": collection_id, "k": k})
             found = [(r[0], r[1], float(r[2])) for r in rows]
         found.sort(key=lambda row: row[2], reverse=True)  # relaxed order: sort exactly here
