@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from facegate.service.state import BOOTSTRAP_KEY_FILE
 from helpers import CONSENT_JSON
@@ -83,12 +84,19 @@ def named(answer: httpx.Response) -> set[str]:
     }
 
 
+@pytest.mark.parametrize("search", ["database", "memory"])
 def test_two_replicas_share_one_postgresql_gallery(
-    postgres_url: str, tmp_path: Path, faces_root: Path
+    postgres_url: str, tmp_path: Path, faces_root: Path, search: str
 ) -> None:
+    """``database``: pgvector searches; ``memory``: each replica searches its own index of
+    decrypted templates and must notice the other's writes before answering."""
     # Replicas share the database and the data key (here from the environment).
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    env = {"FACEGATE_DATABASE_URL": postgres_url, "FACEGATE_ENCRYPTION__KEYS": f"shared:{key}"}
+    env = {
+        "FACEGATE_DATABASE_URL": postgres_url,
+        "FACEGATE_ENCRYPTION__KEYS": f"shared:{key}",
+        "FACEGATE_DATABASE_SEARCH": str(search == "database").lower(),
+    }
     with replica(tmp_path / "a", env) as a:
         admin = (a.data_dir / BOOTSTRAP_KEY_FILE).read_text().strip()
         with replica(tmp_path / "b", env) as b:

@@ -1,5 +1,7 @@
 """One behaviour, two databases: the same store tests against SQLite (the embedded default)
-and a real PostgreSQL 18 + pgvector server started by the session (``postgres`` fixture).
+and a real PostgreSQL 18 + pgvector server started by the session (``postgres`` fixture),
+searched either by pgvector in the database or by an in-memory index of decrypted
+templates (``postgres-memory``: no plaintext vector column).
 
 Vectors are synthetic unit vectors: what is checked is storage, transactions, encryption
 and search order, not face recognition.
@@ -49,7 +51,7 @@ class Backend:
         ring = self.keyring if keyring is True else (keyring or None)
         if self.kind == "sqlite":
             return SQLiteStore(Path(self.location), ring)
-        return PostgresStore(self.location, ring)
+        return PostgresStore(self.location, ring, search_in_database=self.kind == "postgres")
 
     def raw(self, sql: str) -> list[tuple[object, ...]]:
         if self.kind == "sqlite":
@@ -59,12 +61,12 @@ class Backend:
             return list(conn.execute(sql))  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "postgres-memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     keyring = Keyring.create(tmp_path / "keys" / "data-keys.json")
     if request.param == "sqlite":
         return Backend("sqlite", str(tmp_path / "gallery.sqlite3"), keyring)
-    return Backend("postgres", request.getfixturevalue("postgres_url"), keyring)
+    return Backend(request.param, request.getfixturevalue("postgres_url"), keyring)
 
 
 @pytest.fixture()
@@ -150,6 +152,9 @@ def test_templates_are_sealed_and_read_back_exactly(backend: Backend, store: Sql
     sealed = backend.raw("SELECT embedding FROM templates")
     for (blob,) in sealed:
         assert all(v.tobytes() not in bytes(blob) for v in vectors)  # type: ignore[arg-type]
+    if backend.kind != "sqlite":  # the searchable plaintext copy exists only for pgvector
+        searchable = backend.raw("SELECT count(*) FROM templates WHERE vector IS NOT NULL")
+        assert searchable == [(3 if backend.kind == "postgres" else 0,)]
     store.close()
     with pytest.raises(DataKeyError):  # an encrypted database refuses to open without its key
         backend.open(keyring=False)

@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         description="postgresql://user:password@host:port/db to use PostgreSQL + pgvector "
         "instead of the embedded SQLite file (several API replicas can share it).",
     )
+    database_search: bool = Field(
+        True,
+        description="With PostgreSQL: search with pgvector in the database (a plaintext "
+        "vector column beside the encrypted template). False: only ciphertext in the "
+        "database, each replica searches decrypted templates in memory.",
+    )
     model: Literal["sface", "dlib", "fused"] | str = Field(
         "sface", description="Model id: sface (default), dlib, fused, or a registered custom model."
     )

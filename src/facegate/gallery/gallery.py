@@ -104,6 +104,12 @@ class Gallery:
         return self.collection.ephemeral
 
     @property
+    def _database_search(self) -> bool:
+        """PostgreSQL may search its own vector column (pgvector); otherwise this process
+        searches an in-memory index built from the decrypted templates."""
+        return isinstance(self.store, DatabaseSearch) and self.store.searches_in_database
+
+    @property
     def collection_id(self) -> str:
         return self.collection.name
 
@@ -171,16 +177,14 @@ class Gallery:
 
     # --- index ---------------------------------------------------------------------------
     def _refresh_if_changed(self) -> None:
-        """Drop the indexes if another process (or gallery object) wrote since they were
-        built: an erased person must never be matched from a stale index."""
+        """Bring the indexes in step if another process (or gallery object) wrote since:
+        an erased person must never be matched from a stale index. Only the changed ids
+        are read (a rebuild of a large graph would take minutes)."""
         current = self.store.generation()
         with self._lock:
             if current != self._generation:
-                for model_id, index in list(self._indexes.items()):
-                    if index.approximate:
-                        self._reconcile(index, model_id)  # rebuilding a graph takes minutes
-                    else:
-                        del self._indexes[model_id]
+                for model_id, index in self._indexes.items():
+                    self._reconcile(index, model_id)
                 self._generation = current
 
     def _write(self, write: Callable[[], T]) -> T:
@@ -190,7 +194,8 @@ class Gallery:
             result = write()
             after = self.store.generation()
             if before != self._generation or after != before + 1:
-                self._indexes.clear()  # someone else wrote too: rebuild on next search
+                for model_id, index in self._indexes.items():  # someone else wrote too
+                    self._reconcile(index, model_id)
                 self._generation = after
                 return result
             self._generation = after
@@ -199,7 +204,7 @@ class Gallery:
     def indexed(self, model_id: str, dim: int) -> int:
         """How many templates of ``model_id`` a search would see now (cheap: no counting
         query; in the database, 0 or 1: whether there is any)."""
-        if isinstance(self.store, DatabaseSearch):
+        if isinstance(self.store, DatabaseSearch) and self.store.searches_in_database:
             return int(self.store.has_templates(self.collection_id, model_id))
         self._refresh_if_changed()
         return len(self.load_index(model_id, dim))
@@ -217,9 +222,7 @@ class Gallery:
                 ef_search=self.options.ef_search,
                 progress=self.options.progress,
             )
-            if not isinstance(
-                self.store, DatabaseSearch
-            ):  # else: stays empty, the database searches
+            if not self._database_search:  # else it stays empty: the database searches
                 saved = self._load_saved(model_id)
                 if saved is not None and saved.dim == dim:
                     index = saved
@@ -371,7 +374,7 @@ class Gallery:
     ) -> list[Candidate]:
         """The ``k`` best subjects for one embedding; each subject scores its best template."""
         prepared = space.prepare_query(query)
-        if not isinstance(self.store, DatabaseSearch):
+        if not self._database_search:
             self._refresh_if_changed()
         fetch = k * _ROWS_PER_SUBJECT
         while True:  # widen until k distinct subjects are found or the index is exhausted
@@ -394,7 +397,7 @@ class Gallery:
 
     def _nearest(self, model_id: str, prepared: FloatArray, n: int) -> list[tuple[str, str, float]]:
         """The ``n`` nearest templates: (template id, subject id, inner product)."""
-        if isinstance(self.store, DatabaseSearch):
+        if isinstance(self.store, DatabaseSearch) and self.store.searches_in_database:
             return self.store.search_templates(self.collection_id, model_id, prepared, n)
         return self.load_index(model_id, int(prepared.shape[0])).search(prepared, n)
 

@@ -64,13 +64,14 @@ class VectorIndex:
 
     # --- writes --------------------------------------------------------------------------
     def add(self, items: Iterable[Template]) -> None:
-        items = list(items)
-        if not items:
-            return
-        vectors = np.stack([t.embedding for t in items]).astype(np.float32)
-        if vectors.shape[1] != self.dim:
-            raise ValueError(f"embeddings must be ({self.dim},), got ({vectors.shape[1]},)")
+        """Add templates; one already in the index (by id) is left as it is."""
         with self._lock:
+            items = [t for t in items if t.id not in self._row_of]
+            if not items:
+                return
+            vectors = np.stack([t.embedding for t in items]).astype(np.float32)
+            if vectors.shape[1] != self.dim:
+                raise ValueError(f"embeddings must be ({self.dim},), got ({vectors.shape[1]},)")
             first = len(self._template_ids)
             for offset, t in enumerate(items):
                 self._row_of[t.id] = first + offset

@@ -59,7 +59,11 @@ def _open(settings: Settings, keyring: Keyring | None) -> SqlStore:
     if settings.database_url is not None:
         from facegate.gallery.postgres_store import PostgresStore  # psycopg only when asked
 
-        return PostgresStore(settings.database_url.get_secret_value(), keyring)
+        return PostgresStore(
+            settings.database_url.get_secret_value(),
+            keyring,
+            search_in_database=settings.database_search,
+        )
     return SQLiteStore(settings.db_path, keyring)
 
 

@@ -1,11 +1,14 @@
 """PostgreSQL + pgvector: the store for several API replicas on one database.
 
-The encrypted ``embedding`` column stays the source of truth. Beside it, ``vector`` holds
-the same embedding in plaintext, because pgvector can only search what it can read: it is
-the one plaintext copy, kept inside the database (never in the API replicas' memory), and
-searched with an HNSW index per model (inner product, as the embedded FAISS index).
-Searching in the database is what keeps replicas consistent: an enrollment or erasure
-through one replica is seen by the next search through any other.
+The encrypted ``embedding`` column stays the source of truth. Two ways to search:
+- in the database (default): ``vector`` holds the same embedding in plaintext, because
+  pgvector can only search what it can read. It is the one plaintext copy, kept inside the
+  database (never in the API replicas' memory), searched with an HNSW index per model
+  (inner product, as the embedded FAISS index). Every search sees every write at once.
+- in memory (``search_in_database=False``): no plaintext column is written; each replica
+  searches a FAISS index of decrypted templates and brings it up to date (one generation
+  query per search, and a re-read of the changed ids) when another replica writes.
+docs/scaling.md measures both.
 """
 
 from __future__ import annotations
@@ -66,9 +69,18 @@ def engine_url(url: str) -> str:
 
 class PostgresStore(SqlStore):
     def __init__(
-        self, url: str, keyring: Keyring | None = None, *, ef_search: int = EF_SEARCH
+        self,
+        url: str,
+        keyring: Keyring | None = None,
+        *,
+        search_in_database: bool = True,
+        ef_search: int = EF_SEARCH,
     ) -> None:
+        """``search_in_database=False``: no plaintext vector is written; each process
+        searches an in-memory index of decrypted templates instead (and re-reads what
+        changed when another process writes)."""
         engine = create_engine(engine_url(url), pool_pre_ping=True)
+        self.searches_in_database = search_in_database
         self.ef_search = ef_search
         self._indexed_models: set[tuple[str, int]] = set()
         super().__init__(engine, keyring, make_url(url).render_as_string(hide_password=True))
@@ -76,6 +88,8 @@ class PostgresStore(SqlStore):
     # --- the searchable copy ----------------------------------------------------------------
     def _insert_templates(self, conn: Connection, new_templates: Sequence[Template]) -> None:
         super()._insert_templates(conn, new_templates)
+        if not self.searches_in_database:
+            return  # the ciphertext only: no plaintext copy for pgvector
         for model_id, dim in {(t.model_id, int(t.embedding.shape[0])) for t in new_templates}:
             self._ensure_index(conn, model_id, dim)
         conn.execute(

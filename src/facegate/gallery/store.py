@@ -116,8 +116,10 @@ class Store(Protocol):
 
 @runtime_checkable
 class DatabaseSearch(Protocol):
-    """A store that searches its own vectors (PostgreSQL + pgvector) instead of a
+    """A store that can search its own vectors (PostgreSQL + pgvector) instead of a
     process-local index: every replica then sees every write at once."""
+
+    searches_in_database: bool
 
     def search_templates(
         self, collection_id: str, model_id: str, query: FloatArray, k: int
