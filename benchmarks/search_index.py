@@ -1,4 +1,7 @@
-"""Vector search at 100k and 1M templates: exact FAISS against approximate (HNSW, IVF).
+"""Vector search at 100k and 1M templates: exact FAISS against facegate's approximate
+index (a compressed scan with exact re-scoring: facegate.gallery.index.VectorIndex) and,
+up to ``--alternatives-max`` templates, the alternatives measured first (HNSW, IVF; their
+1M figures are in results/search_index_hnsw_ivf.json, from this script before the change).
 
 The gallery is synthetic but shaped like real SFace embeddings (facegate.bench.synthetic:
 Gaussian models of identity centres and photo variation fitted to the LFW embeddings in
@@ -24,6 +27,8 @@ import numpy as np
 
 from facegate.bench.synthetic import FaceSpace, fidelity
 from facegate.eval.embeddings import embed_images, identity_of
+from facegate.gallery.index import RERANK, VectorIndex
+from facegate.gallery.records import Template
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 
@@ -87,6 +92,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--build-threads", type=int, default=2)
+    parser.add_argument("--alternatives-max", type=int, default=100_000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -124,38 +130,80 @@ def main() -> None:
 
         faiss.omp_set_num_threads(args.build_threads)
         start = time.perf_counter()
-        # M=64, efConstruction=200: M=32 needed efSearch 256 for 0.99 at 100k (explored
-        # beforehand); the denser graph reaches it at efSearch 64.
-        hnsw = faiss.IndexHNSWFlat(space.dim, 64, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = 200
-        hnsw.add(gallery)
+        product = VectorIndex(space.dim, approximate_above=1)
+        product.add(Template(str(i), str(i), "sface", v, 0.9) for i, v in enumerate(gallery))
         build = time.perf_counter() - start
-        for ef in (64, 128, 256):
-            hnsw.hnsw.efSearch = ef
-            got = timed_search(hnsw, queries)
-            rows.append(figures("hnsw", got, exact, mated_mask, hnsw, n, build, M=64, efSearch=ef))
-            print(rows[-1], flush=True)
-
-        nlist = 1024 if n <= 200_000 else 4096
-        faiss.omp_set_num_threads(args.build_threads)
-        start = time.perf_counter()
-        ivf = faiss.IndexIVFFlat(
-            faiss.IndexFlatIP(space.dim), space.dim, nlist, faiss.METRIC_INNER_PRODUCT
-        )
-        ivf.train(gallery[rng.choice(n, min(n, nlist * 40), replace=False)])
-        ivf.add(gallery)
-        build = time.perf_counter() - start
-        for nprobe in (32, 128, 256):
-            ivf.nprobe = nprobe
-            got = timed_search(ivf, queries)
-            rows.append(
-                figures("ivf", got, exact, mated_mask, ivf, n, build, nlist=nlist, nprobe=nprobe)
-            )
-            print(rows[-1], flush=True)
+        assert product._project is not None
+        keep = int(product._project.shape[0])
+        got = timed_product(product, queries)
+        row = figures("facegate-two-stage", got, exact, mated_mask, flat, n, build)
+        row.update(kept_dimensions=keep, rerank=RERANK, bytes_per_template=4 * space.dim + 2 * keep)
+        rows.append(row)
+        print(rows[-1], flush=True)
+        del product
+        if n <= args.alternatives_max:
+            rows += alternatives(space, gallery, queries, exact, mated_mask, n, rng, args)
         report["sizes"][str(n)] = rows
         if args.out:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+
+
+def timed_product(index: VectorIndex, queries: np.ndarray) -> Answers:
+    """The same measure for facegate's own index class, as the gallery calls it."""
+    faiss.omp_set_num_threads(1)
+    ids = np.empty(len(queries), dtype=np.int64)
+    scores = np.empty(len(queries), dtype=np.float32)
+    latency = np.empty(len(queries))
+    for i, q in enumerate(queries):
+        start = time.perf_counter()
+        found = index.search(q, 1)
+        latency[i] = (time.perf_counter() - start) * 1000
+        ids[i], scores[i] = int(found[0][0]), found[0][2]
+    return Answers(ids, scores, latency)
+
+
+def alternatives(
+    space: FaceSpace,
+    gallery: np.ndarray,
+    queries: np.ndarray,
+    exact: Answers,
+    mated_mask: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """HNSW and IVF, measured before the two-stage index was chosen. (HNSW with M=32 needed
+    efSearch 256 for 0.99 at 100k; M=64, efConstruction=200 reaches it at 128.)"""
+    rows: list[dict[str, Any]] = []
+    faiss.omp_set_num_threads(args.build_threads)
+    start = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(space.dim, 64, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 200
+    hnsw.add(gallery)
+    build = time.perf_counter() - start
+    for ef in (64, 128, 256):
+        hnsw.hnsw.efSearch = ef
+        got = timed_search(hnsw, queries)
+        rows.append(figures("hnsw", got, exact, mated_mask, hnsw, n, build, M=64, efSearch=ef))
+        print(rows[-1], flush=True)
+    nlist = 1024 if n <= 200_000 else 4096
+    faiss.omp_set_num_threads(args.build_threads)
+    start = time.perf_counter()
+    ivf = faiss.IndexIVFFlat(
+        faiss.IndexFlatIP(space.dim), space.dim, nlist, faiss.METRIC_INNER_PRODUCT
+    )
+    ivf.train(gallery[rng.choice(n, min(n, nlist * 40), replace=False)])
+    ivf.add(gallery)
+    build = time.perf_counter() - start
+    for nprobe in (32, 128, 256):
+        ivf.nprobe = nprobe
+        got = timed_search(ivf, queries)
+        rows.append(
+            figures("ivf", got, exact, mated_mask, ivf, n, build, nlist=nlist, nprobe=nprobe)
+        )
+        print(rows[-1], flush=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The in-memory index: exact below a size, HNSW above it; erasure in a graph; a saved,
-sealed index that a restart loads (and brings up to date) instead of rebuilding.
+"""The in-memory index: exact below a size, two stages above it (compressed scan, exact
+re-scoring); erasure in both; a saved, sealed index that a restart loads (and brings up to
+date) instead of rebuilding.
 
 Vectors are synthetic unit vectors (random or clustered): the realistic recall figures
 come from benchmarks/search_index.py on face-like embeddings (docs/scaling.md).
@@ -14,7 +15,7 @@ import pytest
 
 from facegate.gallery.crypto import Keyring
 from facegate.gallery.gallery import Gallery, IndexOptions
-from facegate.gallery.index import VectorIndex
+from facegate.gallery.index import VectorIndex, _writable
 from facegate.gallery.index_files import index_path
 from facegate.gallery.records import Subject, Template, new_id
 from facegate.gallery.sqlite_store import SQLiteStore
@@ -40,7 +41,7 @@ def test_the_index_turns_approximate_above_its_threshold_and_keeps_recall() -> N
     exact.add(templates(data))
     graph.add(templates(data[:800]))
     assert not graph.approximate
-    graph.add(templates(data)[800:])  # crossing the threshold builds the graph
+    graph.add(templates(data)[800:])  # crossing the threshold builds the compressed copy
     assert graph.approximate and len(graph) == 4000
     queries = vectors(300, seed=1) * 0.3 + data[:300] * 0.7  # near a known template
     same = [
@@ -50,14 +51,15 @@ def test_the_index_turns_approximate_above_its_threshold_and_keeps_recall() -> N
     assert np.mean(same) >= 0.99
 
 
-def test_erasing_from_a_graph_zeroes_the_vector_and_hides_the_row() -> None:
+def test_erasing_from_a_two_stage_index_zeroes_the_vector_and_hides_the_row() -> None:
     data = vectors(2000)
     graph = VectorIndex(DIM, approximate_above=500)
     graph.add(templates(data))
     assert graph.remove(["t7"]) == 1 and graph.remove(["t7"]) == 0
     assert all(row[0] != "t7" for row in graph.search(data[7], 50))
-    assert not np.any(graph._stored()[7])  # gone from memory, not only hidden
-    # Past a tenth of tombstones the graph is rebuilt without them.
+    assert not np.any(_writable(graph._exact)[7])  # gone from memory, not only hidden
+    assert not np.any(_writable(graph._scan)[7])
+    # Past a tenth of erased rows the index is rebuilt without them.
     graph.remove([f"t{i}" for i in range(100, 400)])
     assert graph._dead == set() and len(graph) == 1699 and graph.approximate
     assert graph.search(data[1000], 1)[0][0] == "t1000"

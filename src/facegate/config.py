@@ -75,11 +75,9 @@ class GallerySettings(BaseModel):
     approximate_above: int = Field(
         250_000,
         ge=1,
-        description="Above this many templates of one model in a collection, search an HNSW "
-        "graph instead of every template (measured: docs/scaling.md).",
-    )
-    hnsw_ef_search: int = Field(
-        128, ge=8, le=4096, description="HNSW candidates per search: wider is slower and surer."
+        description="Above this many templates of one model in a collection, scan a compressed "
+        "copy and re-score the best exactly instead of scoring every template "
+        "(measured: docs/scaling.md).",
     )
 
 

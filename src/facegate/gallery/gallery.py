@@ -23,7 +23,6 @@ from facegate.errors import (
 from facegate.gallery.crypto import Keyring
 from facegate.gallery.index import (
     DEFAULT_APPROXIMATE_ABOVE,
-    DEFAULT_EF_SEARCH,
     Progress,
     VectorIndex,
 )
@@ -48,12 +47,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class IndexOptions:
-    """How a gallery keeps its in-memory index: where large ones are saved (None: never),
-    above what size it is approximate (HNSW), and how wide the HNSW search is."""
+    """How a gallery keeps its in-memory index: where large ones are saved (None: never)
+    and above what size it searches in two stages (compressed scan, exact re-scoring)."""
 
     directory: Path | None = None
     approximate_above: int = DEFAULT_APPROXIMATE_ABOVE
-    ef_search: int = DEFAULT_EF_SEARCH
     progress: Progress | None = None
 
 
@@ -179,7 +177,7 @@ class Gallery:
     def _refresh_if_changed(self) -> None:
         """Bring the indexes in step if another process (or gallery object) wrote since:
         an erased person must never be matched from a stale index. Only the changed ids
-        are read (a rebuild of a large graph would take minutes)."""
+        are read (re-reading a large gallery would take long)."""
         current = self.store.generation()
         with self._lock:
             if current != self._generation:
@@ -219,7 +217,6 @@ class Gallery:
             index = VectorIndex(
                 dim,
                 approximate_above=self.options.approximate_above,
-                ef_search=self.options.ef_search,
                 progress=self.options.progress,
             )
             if not self._database_search:  # else it stays empty: the database searches

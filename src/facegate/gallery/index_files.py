@@ -1,4 +1,5 @@
-"""A built vector index on disk, so that a restart does not rebuild a large graph.
+"""A built vector index on disk, so that a restart does not decrypt and index a large
+gallery again.
 
 The file holds every vector of the index, so it is sealed like the templates: AES-256-GCM
 with the active data key, the collection and model bound as associated data, written

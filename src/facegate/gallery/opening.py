@@ -78,13 +78,12 @@ def index_options(settings: Settings, collection: str = "") -> IndexOptions:
     return IndexOptions(
         directory=settings.data_dir / "index",
         approximate_above=settings.gallery.approximate_above,
-        ef_search=settings.gallery.hnsw_ef_search,
         progress=_build_progress(collection),
     )
 
 
 def _build_progress(collection: str) -> Callable[[int, int], None]:
-    """Logs an index build every tenth of the way (a graph over 1M templates takes minutes)."""
+    """Logs an index build every tenth of the way."""
     told = {"tenth": -1}
 
     def report(done: int, total: int) -> None:
