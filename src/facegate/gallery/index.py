@@ -166,7 +166,9 @@ class VectorIndex:
                 assert self._project is not None
                 want = min((k + len(self._dead)) * RERANK, self._scan.ntotal)
                 _, found = self._scan.search(q @ self._project.T, want)
-                rows_found = np.array([r for r in found[0] if r >= 0 and r not in self._dead])
+                rows_found = found[0][found[0] >= 0]
+                if self._dead:
+                    rows_found = rows_found[~np.isin(rows_found, list(self._dead))]
                 exact = _writable(self._exact)[rows_found] @ q[0]
                 order = np.argsort(-exact)[:k]
                 pairs = zip(exact[order], rows_found[order], strict=True)
