@@ -1,6 +1,6 @@
-"""The in-memory index: exact below a size, two stages above it (compressed scan, exact
-re-scoring); erasure in both; a saved, sealed index that a restart loads (and brings up to
-date) instead of rebuilding.
+"""The in-memory index: exact below a size, two stages above it (quantised scan, exact
+re-scoring); erasure from both; a saved, sealed index that a restart loads (and brings up
+to date) instead of rebuilding.
 
 Vectors are synthetic unit vectors (random or clustered): the realistic recall figures
 come from benchmarks/search_index.py on face-like embeddings (docs/scaling.md).
@@ -15,7 +15,7 @@ import pytest
 
 from facegate.gallery.crypto import Keyring
 from facegate.gallery.gallery import Gallery, IndexOptions
-from facegate.gallery.index import VectorIndex, _writable
+from facegate.gallery.index import VectorIndex, _vectors
 from facegate.gallery.index_files import index_path
 from facegate.gallery.records import Subject, Template, new_id
 from facegate.gallery.sqlite_store import SQLiteStore
@@ -41,7 +41,7 @@ def test_the_index_turns_approximate_above_its_threshold_and_keeps_recall() -> N
     exact.add(templates(data))
     graph.add(templates(data[:800]))
     assert not graph.approximate
-    graph.add(templates(data)[800:])  # crossing the threshold builds the compressed copy
+    graph.add(templates(data)[800:])  # crossing the threshold builds the quantised copy
     assert graph.approximate and len(graph) == 4000
     queries = vectors(300, seed=1) * 0.3 + data[:300] * 0.7  # near a known template
     same = [
@@ -51,18 +51,19 @@ def test_the_index_turns_approximate_above_its_threshold_and_keeps_recall() -> N
     assert np.mean(same) >= 0.99
 
 
-def test_erasing_from_a_two_stage_index_zeroes_the_vector_and_hides_the_row() -> None:
+def test_erasing_from_a_two_stage_index_removes_the_row_everywhere() -> None:
     data = vectors(2000)
-    graph = VectorIndex(DIM, approximate_above=500)
-    graph.add(templates(data))
-    assert graph.remove(["t7"]) == 1 and graph.remove(["t7"]) == 0
-    assert all(row[0] != "t7" for row in graph.search(data[7], 50))
-    assert not np.any(_writable(graph._exact)[7])  # gone from memory, not only hidden
-    assert not np.any(_writable(graph._scan)[7])
-    # Past a tenth of erased rows the index is rebuilt without them.
-    graph.remove([f"t{i}" for i in range(100, 400)])
-    assert graph._dead == set() and len(graph) == 1699 and graph.approximate
-    assert graph.search(data[1000], 1)[0][0] == "t1000"
+    index = VectorIndex(DIM, approximate_above=500)
+    index.add(templates(data))
+    assert index.approximate
+    assert index.remove(["t7"]) == 1 and index.remove(["t7"]) == 0
+    assert all(row[0] != "t7" for row in index.search(data[7], 50))
+    assert len(index) == 1999 and index._codes.ntotal == index._exact.ntotal == 1999
+    # Rows after the erased one moved up in both stages: still found, with their own ids.
+    assert index.search(data[1500], 1)[0][:2] == ("t1500", "s1500")
+    assert not any(np.array_equal(v, data[7]) for v in _vectors(index._exact))
+    index.remove([f"t{i}" for i in range(100, 1900)])  # small again: back to exact
+    assert not index.approximate and index.search(data[1950], 1)[0][0] == "t1950"
 
 
 def make_gallery(tmp_path: Path, directory: Path | None, keyring: Keyring) -> Gallery:
