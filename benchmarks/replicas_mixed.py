@@ -7,7 +7,9 @@ largest face) are enrolled through replica A first. Then for ``--seconds``:
 - writers each take a new LFW person, enroll them through one replica and at once
   identify another photo of them through the *other* replica (it must name them), then
   erase them through the first and identify again through the other (it must not).
-Every answer is checked: "stale" counts a replica answering from an out-of-date gallery.
+Every answer is checked: "stale" counts a replica answering from an out-of-date gallery;
+"errors" are transport failures and 5xx answers (a 422 refusing an LFW photo of too low
+quality is an answer, counted under its operation's statuses).
 Writes JSON (``--out``) and prints it.
 Usage: python benchmarks/replicas_mixed.py [--seconds 60] [--readers 6] [--writers 2]
 """
@@ -86,6 +88,7 @@ class Tally:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = {}
         self.errors = 0
+        self.statuses: dict[str, dict[int, int]] = {}
         self.stale = 0
         self.checks = 0
         self.seen_at_once = 0  # enrolled through one replica, named at once by the other
@@ -96,13 +99,15 @@ class Tally:
         start = time.perf_counter()
         try:
             response = http.request(method, url, **kwargs)
-        except httpx.HTTPError:
+        except httpx.HTTPError:  # a transport failure
             with self.lock:
                 self.errors += 1
             return None
         with self.lock:
             self.latency.setdefault(op, []).append((time.perf_counter() - start) * 1000)
-            if response.status_code >= 400:
+            counts = self.statuses.setdefault(op, {})
+            counts[response.status_code] = counts.get(response.status_code, 0) + 1
+            if response.status_code >= 500:
                 self.errors += 1
         return response
 
@@ -251,6 +256,7 @@ def main() -> None:
                 "per_s": round(len(v) / elapsed, 2),
                 "p50_ms": round(float(np.percentile(v, 50)), 1),
                 "p99_ms": round(float(np.percentile(v, 99)), 1),
+                "statuses": {str(k): n for k, n in sorted(tally.statuses[op].items())},
             }
             for op, v in sorted(tally.latency.items())
         },
