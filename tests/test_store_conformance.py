@@ -287,3 +287,23 @@ def test_audit_chain_and_keys(backend: Backend, store: SqlStore) -> None:
     keys = KeyStore(store.engine)
     key, secret = keys.create("door", ["recognize"], ["site"])
     assert keys.authenticate(secret) == key and not keys.has_active_admin()
+
+
+@pytest.mark.parametrize("url", ["mysql://user@localhost/db", "sqlite:///x.db", "not a url at all"])
+def test_a_database_url_that_is_not_postgresql_is_refused(url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "facegate", "collections", "list", "--json"],
+        env={
+            **__import__("os").environ,
+            "FACEGATE_DATA_DIR": str(tmp_path),
+            "FACEGATE_DATABASE_URL": url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 6, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr

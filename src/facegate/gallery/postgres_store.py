@@ -31,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
 
 from facegate.errors import ConfigError
 from facegate.gallery.crypto import Keyring
@@ -59,8 +60,13 @@ EF_SEARCH = 200
 
 def engine_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` mean psycopg 3 here."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "FACEGATE_DATABASE_URL is not a URL (postgresql://user@host/db)"
+        ) from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ConfigError(
             f"FACEGATE_DATABASE_URL must be a postgresql:// URL, got {parsed.drivername!r}"
         )
