@@ -127,7 +127,7 @@ def main() -> None:
                 db = f"bench_{n}"
                 with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
                     conn.execute(f"CREATE DATABASE {db}")
-                store = PostgresStore(server.get_uri(db), keyring)
+                store = PostgresStore(server.get_uri(db), keyring, search_in_database=True)
                 build, per_template = bulk_load(store, gallery)
                 rows = []
                 for ef in args.ef_search:
@@ -167,7 +167,9 @@ def main() -> None:
             )
             with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
                 conn.execute("CREATE DATABASE bench_enroll")
-            pg_store = PostgresStore(server.get_uri("bench_enroll"), keyring)
+            pg_store = PostgresStore(
+                server.get_uri("bench_enroll"), keyring, search_in_database=True
+            )
             sqlite_store = SQLiteStore(Path(tmp) / "enroll.sqlite3", keyring)
             report["enrollment_subjects_per_s"] = {
                 "sqlite": round(enrollment_rate(sqlite_store, sample), 1),

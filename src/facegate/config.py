@@ -160,10 +160,11 @@ class Settings(BaseSettings):
         "instead of the embedded SQLite file (several API replicas can share it).",
     )
     database_search: bool = Field(
-        True,
-        description="With PostgreSQL: search with pgvector in the database (a plaintext "
-        "vector column beside the encrypted template). False: only ciphertext in the "
-        "database, each replica searches decrypted templates in memory.",
+        False,
+        description="With PostgreSQL: True searches with pgvector in the database (a "
+        "plaintext vector column beside the encrypted template; measured less accurate and "
+        "slower at 1M, docs/scaling.md). False (default): only ciphertext in the database, "
+        "each replica searches decrypted templates in memory.",
     )
     model: Literal["sface", "dlib", "fused"] | str = Field(
         "sface", description="Model id: sface (default), dlib, fused, or a registered custom model."

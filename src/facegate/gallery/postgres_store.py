@@ -1,14 +1,16 @@
 """PostgreSQL + pgvector: the store for several API replicas on one database.
 
 The encrypted ``embedding`` column stays the source of truth. Two ways to search:
-- in the database (default): ``vector`` holds the same embedding in plaintext, because
-  pgvector can only search what it can read. It is the one plaintext copy, kept inside the
-  database (never in the API replicas' memory), searched with an HNSW index per model
+- in memory (default): no plaintext column is written; each replica searches a FAISS
+  index of decrypted templates and brings it up to date (one generation query per
+  search, and a re-read of the changed ids) when another replica writes.
+- in the database (``search_in_database=True``): ``vector`` holds the same embedding in
+  plaintext, because pgvector can only search what it can read. It is the one plaintext
+  copy, kept inside the database (never in the API replicas' memory), searched with an
+  HNSW index per model
   (inner product, as the embedded FAISS index). Every search sees every write at once.
-- in memory (``search_in_database=False``): no plaintext column is written; each replica
-  searches a FAISS index of decrypted templates and brings it up to date (one generation
-  query per search, and a re-read of the changed ids) when another replica writes.
-docs/scaling.md measures both.
+docs/scaling.md measures both: at 1M templates pgvector found the exact top match for 0.84
+of queries at its ef_search of 200, the in-memory index for all of them.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class PostgresStore(SqlStore):
         url: str,
         keyring: Keyring | None = None,
         *,
-        search_in_database: bool = True,
+        search_in_database: bool = False,
         ef_search: int = EF_SEARCH,
     ) -> None:
         """``search_in_database=False``: no plaintext vector is written; each process
