@@ -114,6 +114,11 @@ class ServiceState:
                 log.exception("the retention sweep failed; retrying in %.0f s", interval)
 
     def is_ephemeral(self, collection: str) -> bool:
+        """Asked on every request: answered from the loaded recognizer, no query."""
+        with self._lock:
+            loaded = self._recognizers.get(collection)
+        if loaded is not None:
+            return loaded.gallery.ephemeral
         found = self.store.get_collection(collection)
         return found is not None and found.ephemeral
 
