@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -228,19 +229,7 @@ class SqlStore:
 
     @staticmethod
     def _insert_consent(conn: Connection, consent: Consent) -> None:
-        conn.execute(
-            insert(consents).values(
-                id=consent.id,
-                subject_id=consent.subject_id,
-                legal_basis=consent.legal_basis,
-                notice_version=consent.notice_version,
-                given_at=consent.given_at,
-                expires_at=consent.expires_at,
-                collected_by=consent.collected_by,
-                recorded_at=consent.recorded_at,
-                withdrawn_at=consent.withdrawn_at,
-            )
-        )
+        conn.execute(insert(consents).values(**asdict(consent)))  # fields are the columns
 
     def _require_consent(self, conn: Connection, subject_ids: set[str]) -> None:
         now = utc_now()
@@ -298,19 +287,7 @@ class SqlStore:
                 select(collections.c.name).where(collections.c.name == collection.name)
             ).first():
                 raise DuplicateCollectionError(f"collection {collection.name!r} already exists")
-            conn.execute(
-                insert(collections).values(
-                    name=collection.name,
-                    model_id=collection.model_id,
-                    fmr=collection.fmr,
-                    created_at=collection.created_at,
-                    store_images=collection.store_images,
-                    ephemeral=collection.ephemeral,
-                    ttl_seconds=collection.ttl_seconds,
-                    max_template_age_days=collection.max_template_age_days,
-                    max_idle_days=collection.max_idle_days,
-                )
-            )
+            conn.execute(insert(collections).values(**asdict(collection)))
 
     def get_collection(self, name: str) -> Collection | None:
         with self.engine.connect() as conn:
