@@ -143,6 +143,151 @@ class RetentionSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    """One webhook receiver: each event is POSTed as JSON, signed with HMAC-SHA256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(..., pattern=r"^https?://", description="The receiver's http(s) URL.")
+    secret: SecretStr = Field(
+        ..., min_length=16, description="Shared secret for the X-Facegate-Signature header."
+    )
+    timeout_s: float = Field(5.0, gt=0, le=60, description="Per-attempt timeout.")
+    max_attempts: int = Field(5, ge=1, le=20, description="Attempts before a dead letter.")
+    backoff_s: float = Field(
+        1.0, gt=0, le=600, description="First retry delay; doubles after each failed attempt."
+    )
+    max_backoff_s: float = Field(60.0, gt=0, le=3600, description="Longest retry delay.")
+    queue_size: int = Field(1000, ge=1, description="Events waiting; more are dropped, counted.")
+
+
+class MqttSettings(BaseModel):
+    """An MQTT broker: events go to ``<prefix>/cameras/<camera>/events`` and, when a
+    subject is named, ``<prefix>/subjects/<subject id>/events``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(..., min_length=1, description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    topic_prefix: str = Field(
+        "facegate", pattern=r"^[^#+]+$", description="First topic level(s), no wildcards."
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="MQTT quality of service.")
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password.")
+    tls: bool = Field(False, description="Connect with TLS (system CA store).")
+    queue_size: int = Field(1000, ge=1, description="Events waiting; more are dropped, counted.")
+
+
+class EventSettings(BaseModel):
+    """Where camera events go besides the database."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    record: bool = Field(True, description="Store events in the database (GET /v1/events).")
+    snapshots: bool = Field(
+        False,
+        description="Store a JPEG of each decided track's best shot with its event (sealed, "
+        "deleted after retention.snapshot_days). Never sent to webhooks or MQTT.",
+    )
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    mqtt: MqttSettings | None = None
+
+
+class TrackingSettings(BaseModel):
+    """How a face track is followed across frames and decided."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_hits: int = Field(
+        3, ge=1, description="Frames a face must be seen in before its track starts."
+    )
+    max_missed: int = Field(
+        8, ge=0, description="Frames a track survives without its face before it ends."
+    )
+    iou_threshold: float = Field(
+        0.3, gt=0, lt=1, description="Least overlap of a face with a track's predicted box."
+    )
+    high_score: float = Field(
+        0.8, gt=0, le=1, description="Detections at least this confident may start tracks."
+    )
+    shots: int = Field(
+        3, ge=1, le=20, description="Best shots (by quality) embedded for each decision."
+    )
+    min_agreement: int = Field(
+        2, ge=1, le=20, description="Shots that must name the same person to identify them."
+    )
+    max_shots: int = Field(
+        9, ge=1, le=50, description="Most shots embedded per track before it is called unknown."
+    )
+    min_shot_quality: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Faces whose size, sharpness or exposure factor is below this are never "
+        "used as shots (as for photos; pose is not gated: a turned face lowers scores, it "
+        "does not cause false matches).",
+    )
+    cut_threshold: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="Colour-histogram distance between analysed frames taken as a scene cut, "
+        "which ends every track (docs/streams.md).",
+    )
+
+
+class CameraSettings(BaseModel):
+    """One camera that ``facegate serve`` runs as a worker process."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Camera id.")
+    source: str = Field(
+        ...,
+        min_length=1,
+        description="rtsp://..., a video file path, or a webcam index such as '0'.",
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport.")
+    collection: str = Field("default", description="The collection to identify against.")
+    target_fps: float = Field(
+        15.0, gt=0, le=120, description="Frames analysed per second; others are skipped."
+    )
+    detection_size: int = Field(
+        640, ge=64, le=4096, description="Frames are downscaled to this longer side to detect."
+    )
+    min_face_size: int = Field(
+        20, ge=1, description="Faces narrower than this (frame pixels) are ignored."
+    )
+    roi: tuple[float, float, float, float] | None = Field(
+        None,
+        description="Region of interest as fractions of the frame (x1, y1, x2, y2): faces "
+        "whose centre lies outside are ignored.",
+    )
+    realtime: bool = Field(
+        True,
+        description="For files: read at the clip's own pace (dropping frames that cannot be "
+        "analysed in time), as a live camera would; False reads every frame.",
+    )
+
+
+class StreamSettings(BaseModel):
+    """Camera workers (``facegate watch`` and the cameras of ``facegate serve``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_frames: int = Field(
+        2, ge=1, le=100, description="Frames waiting for analysis; older ones are dropped."
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening a stream after this.")
+    restart_max_s: float = Field(
+        60.0, gt=0, description="Longest wait before a crashed camera worker is restarted."
+    )
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+
 class Settings(BaseSettings):
     """facegate settings. Environment: ``FACEGATE_MODEL``, ``FACEGATE_VISION__MAX_PIXELS``, ..."""
 
@@ -175,6 +320,11 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    cameras: list[CameraSettings] = Field(
+        default_factory=list, description="Cameras run by facegate serve ([[cameras]] in TOML)."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -195,6 +345,11 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "gallery.sqlite3"
+
+    @property
+    def camera_status_dir(self) -> Path:
+        """Where camera workers write their status for GET /v1/cameras."""
+        return self.data_dir / "cameras"
 
     @property
     def data_key_path(self) -> Path:

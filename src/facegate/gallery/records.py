@@ -242,3 +242,5 @@ class Event:
     similarity: float | None = None
     quality: float | None = None
     snapshot: bytes | None = field(default=None, repr=False, compare=False)
+    track_id: int | None = None
+    reason: str | None = None

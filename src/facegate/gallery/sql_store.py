@@ -493,6 +493,8 @@ class SqlStore:
                     subject_id=item.subject_id,
                     similarity=item.similarity,
                     quality=item.quality,
+                    track_id=item.track_id,
+                    reason=item.reason,
                 )
             )
             if item.snapshot is not None:
@@ -505,10 +507,36 @@ class SqlStore:
                     .values(snapshot=blob, key_id=key_id)
                 )
 
-    def list_events(self, subject_id: str | None = None, limit: int = 100) -> list[Event]:
-        query = select(events).order_by(events.c.at.desc()).limit(limit)
-        if subject_id is not None:
-            query = query.where(events.c.subject_id == subject_id)
+    def list_events(
+        self,
+        subject_id: str | None = None,
+        limit: int = 100,
+        *,
+        camera: str | None = None,
+        kind: str | None = None,
+        collection_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        offset: int = 0,
+    ) -> list[Event]:
+        """Events, newest first, filtered by whichever of the arguments are given
+        (``since`` inclusive, ``until`` exclusive)."""
+        query = select(events).order_by(events.c.at.desc(), events.c.id).limit(limit)
+        conditions = [
+            column == value
+            for column, value in (
+                (events.c.subject_id, subject_id),
+                (events.c.camera, camera),
+                (events.c.kind, kind),
+                (events.c.collection_id, collection_id),
+            )
+            if value is not None
+        ]
+        if since is not None:
+            conditions.append(events.c.at >= since)
+        if until is not None:
+            conditions.append(events.c.at < until)
+        query = query.where(*conditions).offset(offset)
         with self.engine.connect() as conn:
             return [
                 Event(
@@ -525,6 +553,8 @@ class SqlStore:
                         if r.snapshot is not None
                         else None
                     ),
+                    track_id=r.track_id,
+                    reason=r.reason,
                 )
                 for r in conn.execute(query)
             ]

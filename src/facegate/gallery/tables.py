@@ -115,6 +115,9 @@ events = Table(
     Column("quality", Float),
     Column("snapshot", LargeBinary),  # JPEG, sealed when key_id is set
     Column("key_id", String(32), index=True),
+    Column("track_id", Integer),
+    Column("reason", String(300)),
+    Index("ix_events_camera_at", "camera", "at"),
 )
 
 # Data keys that have sealed records here: each with a check value sealed by the key

@@ -1,0 +1,1 @@
+"""Events from the camera workers and the sinks that deliver them."""

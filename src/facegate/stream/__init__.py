@@ -1,0 +1,1 @@
+"""Camera workers: capture, tracking, best-shot identification per track, events."""
