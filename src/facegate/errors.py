@@ -84,6 +84,12 @@ class UnreadableImageError(ImageError):
 
 
 # --- faces ----------------------------------------------------------------------------
+class VideoSourceError(ImageError):
+    """A video file or stream that cannot be opened or decoded."""
+
+    code = "video_source"
+
+
 class FaceError(FacegateError):
     code = "face_error"
 

@@ -17,6 +17,7 @@ from facegate.cli import (
     gallery_cmds,
     privacy_cmds,
     service_cmds,
+    stream_cmds,
     subject_cmds,
 )
 from facegate.cli.output import err_console, print_json
@@ -43,6 +44,7 @@ app.add_typer(audit_cmds.app, name="audit")
 app.add_typer(eval_cmds.app, name="eval", help="Measure accuracy on a labelled photo set.")
 app.add_typer(bench_cmds.app, name="bench", help="Measure speed, against a peer in the same run.")
 service_cmds.register(app)
+stream_cmds.register(app)
 
 # Exit codes: 0 ok, 1 a negative answer (no match), 2 usage (typer), 3 bad image input,
 # 4 face problem (none, several, low quality), 5 gallery problem, 6 model/config problem,

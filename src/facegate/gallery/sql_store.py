@@ -559,6 +559,30 @@ class SqlStore:
                 for r in conn.execute(query)
             ]
 
+    def get_event(self, event_id: str) -> Event | None:
+        """One event by id, its snapshot unsealed; None if there is no such event."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(events).where(events.c.id == event_id)).first()
+        if r is None:
+            return None
+        return Event(
+            id=r.id,
+            at=as_utc(r.at),
+            kind=r.kind,
+            camera=r.camera,
+            collection_id=r.collection_id,
+            subject_id=r.subject_id,
+            similarity=r.similarity,
+            quality=r.quality,
+            snapshot=(
+                self._unseal(r.key_id, r.snapshot, snapshot_aad(r.id))
+                if r.snapshot is not None
+                else None
+            ),
+            track_id=r.track_id,
+            reason=r.reason,
+        )
+
     def sweep_events(self, events_before: datetime, snapshots_before: datetime) -> tuple[int, int]:
         """Delete events older than ``events_before`` and the snapshots of those older than
         ``snapshots_before``; returns (events deleted, snapshots deleted)."""

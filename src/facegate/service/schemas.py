@@ -16,6 +16,7 @@ from facegate.gallery.records import (
     MAX_EPHEMERAL_TTL_S,
     Consent,
     ConsentGrant,
+    Event,
     Subject,
     Template,
 )
@@ -495,3 +496,73 @@ class Readiness(BaseModel):
     status: str
     models: list[str]
     collections: int
+
+
+# --- events and cameras --------------------------------------------------------------------
+class EventPublic(BaseModel):
+    """One camera event, described; its snapshot only at ``/v1/events/{id}/snapshot``."""
+
+    id: str
+    at: datetime
+    kind: str = Field(..., description="track_started, identified, unknown or track_ended.")
+    camera: str | None
+    collection: str | None
+    subject_id: str | None
+    subject_name: str | None = Field(None, description="The subject's current display name.")
+    similarity: float | None
+    quality: float | None
+    track_id: int | None
+    reason: str | None
+    has_snapshot: bool
+
+    @classmethod
+    def of(cls, event: Event, subject_name: str | None = None) -> EventPublic:
+        return cls(
+            id=event.id,
+            at=event.at,
+            kind=event.kind,
+            camera=event.camera,
+            collection=event.collection_id,
+            subject_id=event.subject_id,
+            subject_name=subject_name,
+            similarity=event.similarity,
+            quality=event.quality,
+            track_id=event.track_id,
+            reason=event.reason,
+            has_snapshot=event.snapshot is not None,
+        )
+
+
+class EventPage(BaseModel):
+    items: list[EventPublic] = Field(..., description="Newest first.")
+    limit: int
+    offset: int
+
+
+class CameraPublic(BaseModel):
+    """A configured camera and what its worker last reported (never a password)."""
+
+    name: str
+    source: str = Field(..., description="The configured source, its password shown as ***.")
+    collection: str
+    state: str = Field(
+        ...,
+        description="starting (no report yet), connecting, streaming, reconnecting, ended, "
+        "stopped, failed, crashed, or stale (a running worker stopped reporting).",
+    )
+    fps: float
+    decoded: int
+    analysed: int
+    skipped: int
+    dropped: int
+    reconnects: int
+    active_tracks: int
+    restarts: int
+    events: dict[str, int] = Field(..., description="Events sent, by kind.")
+    sinks: list[dict[str, Any]] = Field(..., description="Delivery counts per event sink.")
+    last_error: str | None
+    updated_at: datetime | None = Field(..., description="The last report; null: none yet.")
+
+
+class CameraList(BaseModel):
+    items: list[CameraPublic]

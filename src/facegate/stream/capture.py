@@ -22,18 +22,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facegate.errors import FacegateError
+from facegate.errors import VideoSourceError
 from facegate.stream.frames import VideoFrame
 
 log = logging.getLogger("facegate.stream.capture")
 
 _CREDENTIALS = re.compile(r"(?<=://)([^:/@]+):([^@/]*)@")
-
-
-class SourceError(FacegateError):
-    """A video source that cannot be opened or read."""
-
-    code = "source_error"
 
 
 def mask_source(source: str) -> str:
@@ -113,7 +107,7 @@ class FrameCapture:
         )
         self._lock = threading.Lock()
         if self.kind is SourceKind.FILE and not Path(source.removeprefix("file://")).is_file():
-            raise SourceError(f"no such video file: {source}")
+            raise VideoSourceError(f"no such video file: {source}")
 
     @property
     def live(self) -> bool:
@@ -200,7 +194,7 @@ class FrameCapture:
             video = container.streams.video[0]
         except IndexError:
             container.close()
-            raise SourceError(f"{mask_source(self.source)} has no video stream") from None
+            raise VideoSourceError(f"{mask_source(self.source)} has no video stream") from None
         video.codec_context.thread_count = o.decode_threads
         base = float(video.time_base) if video.time_base else 0.0
         first: int | None = None
@@ -237,7 +231,7 @@ class FrameCapture:
     def _open_webcam(self) -> Iterator[VideoFrame]:
         capture = cv2.VideoCapture(int(self.source))
         if not capture.isOpened():
-            raise SourceError(f"cannot open webcam {self.source}")
+            raise VideoSourceError(f"cannot open webcam {self.source}")
         interval = 1.0 / self.options.target_fps
         next_due = 0.0
         opened = self._clock()
@@ -246,7 +240,7 @@ class FrameCapture:
             while not self._stop.is_set():
                 ok, image = capture.read()
                 if not ok:
-                    raise SourceError(f"webcam {self.source} stopped delivering frames")
+                    raise VideoSourceError(f"webcam {self.source} stopped delivering frames")
                 position = self._clock() - opened
                 self.stats.decoded += 1
                 if position < next_due:

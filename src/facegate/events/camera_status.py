@@ -1,0 +1,94 @@
+"""Camera status, written by each camera worker as a small JSON file that the service
+reads for GET /v1/cameras (the two never import each other, and a status file works
+the same whether the worker is a thread, a process or on another replica's disk)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HEARTBEAT_S = 1.0  # how often a running worker rewrites its status
+STALE_AFTER_S = 5 * HEARTBEAT_S
+
+
+@dataclass
+class CameraStatus:
+    camera: str
+    source: str  # credentials masked
+    collection: str
+    state: str  # starting, connecting, streaming, reconnecting, ended, stopped, failed, crashed
+    updated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    started_at: str | None = None
+    pid: int | None = None
+    restarts: int = 0
+    fps: float = 0.0  # frames analysed per second, recent
+    decoded: int = 0
+    analysed: int = 0
+    skipped: int = 0  # above the target rate
+    dropped: int = 0  # not analysed in time
+    reconnects: int = 0
+    active_tracks: int = 0
+    cuts: int = 0
+    events: dict[str, int] = field(default_factory=dict)
+    sinks: list[dict[str, Any]] = field(default_factory=list)
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CameraStatus:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def stale(self, now: datetime | None = None) -> bool:
+        """Whether the worker stopped reporting while it claimed to be running."""
+        if self.state in ("ended", "stopped", "failed", "crashed"):
+            return False
+        updated = datetime.fromisoformat(self.updated_at)
+        return ((now or datetime.now(UTC)) - updated).total_seconds() > STALE_AFTER_S
+
+
+def status_path(directory: Path, camera: str) -> Path:
+    return directory / f"{camera}.json"
+
+
+def write_status(directory: Path, status: CameraStatus) -> None:
+    """Replace the camera's status file atomically (a reader never sees half of it)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    status.updated_at = datetime.now(UTC).isoformat()
+    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{status.camera}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(status.as_dict(), out)
+        os.replace(temp, status_path(directory, status.camera))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def read_status(directory: Path, camera: str) -> CameraStatus | None:
+    try:
+        data = json.loads(status_path(directory, camera).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return CameraStatus.from_dict(data) if isinstance(data, dict) else None
+
+
+def read_statuses(directory: Path, cameras: list[str]) -> list[CameraStatus]:
+    """The status of each configured camera, in order; a camera that never reported
+    is ``starting``."""
+    found = []
+    for name in cameras:
+        status = read_status(directory, name)
+        found.append(
+            status or CameraStatus(camera=name, source="", collection="", state="starting")
+        )
+    return found
