@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -237,6 +237,15 @@ class TrackingSettings(BaseModel):
     )
 
 
+def _check_tracking(settings: TrackingSettings) -> TrackingSettings:
+    if settings.min_agreement > settings.max_shots:
+        raise ValueError(
+            f"min_agreement ({settings.min_agreement}) cannot exceed max_shots "
+            f"({settings.max_shots}): no track could ever be identified"
+        )
+    return settings
+
+
 class CameraSettings(BaseModel):
     """One camera that ``facegate serve`` runs as a worker process."""
 
@@ -287,6 +296,11 @@ class StreamSettings(BaseModel):
     )
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
+    @field_validator("tracking")
+    @classmethod
+    def _tracking_consistent(cls, tracking: TrackingSettings) -> TrackingSettings:
+        return _check_tracking(tracking)
+
 
 class Settings(BaseSettings):
     """facegate settings. Environment: ``FACEGATE_MODEL``, ``FACEGATE_VISION__MAX_PIXELS``, ..."""
@@ -325,6 +339,15 @@ class Settings(BaseSettings):
     cameras: list[CameraSettings] = Field(
         default_factory=list, description="Cameras run by facegate serve ([[cameras]] in TOML)."
     )
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_camera_names(cls, cameras: list[CameraSettings]) -> list[CameraSettings]:
+        names = [c.name for c in cameras]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(repeated)}")
+        return cameras
 
     @classmethod
     def settings_customise_sources(

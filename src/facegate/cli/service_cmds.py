@@ -19,6 +19,7 @@ from facegate.gallery.keys import SCOPES, ApiKey, KeyStore
 from facegate.gallery.opening import open_store
 from facegate.gallery.rotation import rotate_data_key
 from facegate.service.keyadmin import create_key, revoke_key
+from facegate.stream.supervisor import CameraSupervisor
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the HTTP service.")
 
@@ -37,7 +38,7 @@ def serve(
     ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Run the HTTP service (REST API v1) until interrupted."""
+    """Run the HTTP service (REST API v1) and the configured cameras until interrupted."""
     import uvicorn
 
     from facegate.service.app import create_app
@@ -59,7 +60,11 @@ def serve(
         )
     )
     threading.Thread(target=_announce, args=(server, settings, app), daemon=True).start()
-    server.run()
+    cameras = CameraSupervisor(settings).start()  # each configured camera in its own process
+    try:
+        server.run()
+    finally:
+        cameras.stop()
 
 
 def _announce(server: object, settings: Settings, app: object) -> None:

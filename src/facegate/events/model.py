@@ -45,6 +45,7 @@ class StreamEvent:
     shots: int = 0
     reason: str | None = None
     bbox: tuple[float, float, float, float] | None = None
+    shot_time: float | None = None  # stream position of the best shot (decisions only)
     id: str = field(default_factory=new_id)
     snapshot: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -73,6 +74,7 @@ class StreamEvent:
             "shots": self.shots,
             "reason": self.reason,
             "bbox": None if self.bbox is None else [round(v, 1) for v in self.bbox],
+            "shot_time": None if self.shot_time is None else round(self.shot_time, 3),
         }
 
     def to_json(self) -> bytes:

@@ -237,6 +237,7 @@ class CameraWorker:
             shots=decision.shots,
             reason=decision.reason,
             bbox=best.bbox if best else track.face.bbox,
+            shot_time=best.position if best else None,
             snapshot=snapshot,
         )
 
