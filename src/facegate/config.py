@@ -217,6 +217,13 @@ class TrackingSettings(BaseModel):
     min_agreement: int = Field(
         2, ge=1, le=20, description="Shots that must name the same person to identify them."
     )
+    min_span_s: float = Field(
+        0.3,
+        ge=0,
+        le=60,
+        description="Agreeing shots must be at least this many seconds apart: consecutive "
+        "frames are nearly the same picture, not independent evidence.",
+    )
     max_shots: int = Field(
         9, ge=1, le=50, description="Most shots embedded per track before it is called unknown."
     )

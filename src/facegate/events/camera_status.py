@@ -55,6 +55,23 @@ class CameraStatus:
         return ((now or datetime.now(UTC)) - updated).total_seconds() > STALE_AFTER_S
 
 
+def mask_source(source: str) -> str:
+    """``source`` safe to show and log: the password of ``scheme://user:password@host``
+    as *** (a password may itself hold '@' or '/'; a user without a password is masked
+    whole)."""
+    scheme, sep, rest = source.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return source
+    userinfo, host = rest[:at], rest[at + 1 :]
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{scheme}://{user}:***@{host}"
+    if "/" in userinfo or "?" in userinfo:  # an '@' in the path, not credentials
+        return source
+    return f"{scheme}://***@{host}"
+
+
 def status_path(directory: Path, camera: str) -> Path:
     return directory / f"{camera}.json"
 

@@ -515,12 +515,13 @@ class SqlStore:
         camera: str | None = None,
         kind: str | None = None,
         collection_id: str | None = None,
+        collection_ids: Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         offset: int = 0,
     ) -> list[Event]:
         """Events, newest first, filtered by whichever of the arguments are given
-        (``since`` inclusive, ``until`` exclusive)."""
+        (``since`` inclusive, ``until`` exclusive; ``collection_ids``: any of these)."""
         query = select(events).order_by(events.c.at.desc(), events.c.id).limit(limit)
         conditions = [
             column == value
@@ -532,39 +533,23 @@ class SqlStore:
             )
             if value is not None
         ]
+        if collection_ids is not None:
+            conditions.append(events.c.collection_id.in_(list(collection_ids)))
         if since is not None:
             conditions.append(events.c.at >= since)
         if until is not None:
             conditions.append(events.c.at < until)
         query = query.where(*conditions).offset(offset)
         with self.engine.connect() as conn:
-            return [
-                Event(
-                    id=r.id,
-                    at=as_utc(r.at),
-                    kind=r.kind,
-                    camera=r.camera,
-                    collection_id=r.collection_id,
-                    subject_id=r.subject_id,
-                    similarity=r.similarity,
-                    quality=r.quality,
-                    snapshot=(
-                        self._unseal(r.key_id, r.snapshot, snapshot_aad(r.id))
-                        if r.snapshot is not None
-                        else None
-                    ),
-                    track_id=r.track_id,
-                    reason=r.reason,
-                )
-                for r in conn.execute(query)
-            ]
+            return [self._event_row(r) for r in conn.execute(query)]
 
     def get_event(self, event_id: str) -> Event | None:
         """One event by id, its snapshot unsealed; None if there is no such event."""
         with self.engine.connect() as conn:
             r = conn.execute(select(events).where(events.c.id == event_id)).first()
-        if r is None:
-            return None
+        return None if r is None else self._event_row(r)
+
+    def _event_row(self, r: Any) -> Event:
         return Event(
             id=r.id,
             at=as_utc(r.at),

@@ -16,7 +16,16 @@ from facegate.config import Settings
 from facegate.service.limits import BodySizeLimitMiddleware
 from facegate.service.metrics import MetricsMiddleware
 from facegate.service.problems import install_handlers
-from facegate.service.routes import audit, collections, keys, recognition, subjects, system, vision
+from facegate.service.routes import (
+    audit,
+    collections,
+    events,
+    keys,
+    recognition,
+    subjects,
+    system,
+    vision,
+)
 from facegate.service.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -73,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recognition.router,
         keys.router,
         audit.router,
+        events.router,
     ):
         app.include_router(router)
     # Outermost last: metrics see every answer, the 413 from the body limit included.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,16 +22,10 @@ import cv2
 import numpy as np
 
 from facegate.errors import VideoSourceError
+from facegate.events.camera_status import mask_source
 from facegate.stream.frames import VideoFrame
 
 log = logging.getLogger("facegate.stream.capture")
-
-_CREDENTIALS = re.compile(r"(?<=://)([^:/@]+):([^@/]*)@")
-
-
-def mask_source(source: str) -> str:
-    """The source as safe to log and show: an RTSP password replaced by ***."""
-    return _CREDENTIALS.sub(r"\1:***@", source)
 
 
 class SourceKind(StrEnum):

@@ -2,15 +2,18 @@
 
 Shots (faces of one track, with their quality) are collected in windows; from each
 window only the best few are embedded and searched. A track is identified when
-``min_agreement`` embedded shots name the same person and no shot names anyone else;
-it is unknown when ``max_shots`` have been embedded without that, or when it ends
+``min_agreement`` embedded shots name the same person, no shot names anyone else, the
+agreeing shots are at least ``min_span_s`` apart (consecutive frames are one picture
+seen twice, not two pieces of evidence), and the mean similarity of all its embedded
+shots to that person reaches the threshold (a few lucky frames of a stranger do not).
+It is unknown when ``max_shots`` have been embedded without that, or when it ends
 undecided. It is decided once.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +49,7 @@ class Shot:
     crop: NDArray[np.uint8]
     face: Face
     vote: Vote | None = None
+    embedding: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +66,22 @@ class TrackDecision:
         return self.subject_id is not None
 
 
+# Each shot's similarity to one subject (its best template), in the shots' order.
+SubjectScorer = Callable[[str, Sequence["Shot"]], Sequence[float]]
+
+
 class TrackJudge:
-    def __init__(self, settings: TrackingSettings) -> None:
+    """``threshold``: the operating point's similarity; ``score_subject``: how similar
+    each shot is to a given subject (for the track-level check)."""
+
+    def __init__(
+        self, settings: TrackingSettings, threshold: float, score_subject: SubjectScorer
+    ) -> None:
         if settings.min_agreement > settings.max_shots:
             raise ValueError("min_agreement cannot exceed max_shots")
         self.settings = settings
+        self.threshold = threshold
+        self.score_subject = score_subject
         self.window: list[Shot] = []
         self.window_seen = 0
         self.embedded: list[Shot] = []
@@ -124,27 +139,21 @@ class TrackJudge:
         votes = [shot.vote for shot in self.embedded if shot.vote is not None]
         named = Counter(v.subject_id for v in votes if v.subject_id)
         exhausted = final or len(self.embedded) >= s.max_shots
+        doubt = None
         if len(named) == 1:
             ((subject_id, count),) = named.items()
             if count >= s.min_agreement:
-                agreeing = [sh for sh in self.embedded if sh.vote and sh.vote.subject_id]
-                best = max(agreeing, key=lambda sh: (sh.quality, sh.usable))
-                assert best.vote is not None
-                self.decision = TrackDecision(
-                    subject_id,
-                    best.vote.name,
-                    float(np.mean([sh.vote.similarity for sh in agreeing if sh.vote])),
-                    best,
-                    len(self.embedded),
-                    f"{count} of {len(self.embedded)} shots agree",
-                )
-                return self.decision
+                self.decision, doubt = self._identify(subject_id, count)
+                if self.decision is not None:
+                    return self.decision
         if not exhausted:
             return None
         if not self.embedded:
             reason = "no shot of usable quality"
             if self.too_poor:
                 reason += f" ({self.too_poor} below {s.min_shot_quality:.2f})"
+        elif doubt is not None:
+            reason = doubt
         elif len(named) > 1:
             reason = f"shots named {len(named)} different people"
         elif named:
@@ -158,3 +167,35 @@ class TrackJudge:
         top = max((v.similarity for v in votes), default=None)
         self.decision = TrackDecision(None, None, top, best_shot, len(self.embedded), reason)
         return self.decision
+
+    def _identify(self, subject_id: str, count: int) -> tuple[TrackDecision | None, str | None]:
+        """Agreeing votes name one person; accept only if they are independent evidence
+        (spread in time) and the track as a whole resembles that person: the mean
+        similarity of every embedded shot to them reaches the threshold. Otherwise the
+        doubt, as a reason."""
+        s = self.settings
+        agreeing = [sh for sh in self.embedded if sh.vote and sh.vote.subject_id]
+        positions = [sh.position for sh in agreeing]
+        span = max(positions) - min(positions)
+        if span < s.min_span_s:
+            return None, (
+                f"{count} shots named one person but within {span:.2f} s "
+                f"({s.min_span_s:.2f} s needed)"
+            )
+        mean = float(np.mean(self.score_subject(subject_id, self.embedded)))
+        if mean < self.threshold:
+            return None, (
+                f"{count} of {len(self.embedded)} shots named one person, but the track's "
+                f"mean similarity {mean:.3f} is below the threshold {self.threshold:.3f}"
+            )
+        best = max(agreeing, key=lambda sh: (sh.quality, sh.usable))
+        assert best.vote is not None
+        decision = TrackDecision(
+            subject_id,
+            best.vote.name,
+            mean,
+            best,
+            len(self.embedded),
+            f"{count} of {len(self.embedded)} shots agree over {span:.2f} s",
+        )
+        return decision, None

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 
 from facegate.config import CameraSettings, Settings
 from facegate.errors import ConfigError
-from facegate.events.camera_status import CameraStatus
+from facegate.events.camera_status import CameraStatus, mask_source
 from facegate.events.model import EventSink
 from facegate.events.publisher import Publisher
 from facegate.events.sinks import build_sinks
 from facegate.recognition import FaceRecognizer
-from facegate.stream.capture import CaptureState, mask_source
+from facegate.stream.capture import CaptureState
 from facegate.stream.worker import CameraWorker
 
 log = logging.getLogger("facegate.stream")

@@ -18,10 +18,11 @@ from facegate.config import CameraSettings, Settings
 from facegate.events.camera_status import (
     HEARTBEAT_S,
     CameraStatus,
+    mask_source,
     read_status,
     write_status,
 )
-from facegate.stream.capture import mask_source, source_kind
+from facegate.stream.capture import source_kind
 from facegate.stream.runner import CameraRun
 
 log = logging.getLogger("facegate.stream.supervisor")

@@ -140,7 +140,7 @@ class CameraWorker:
         events += [self._event(EventKind.TRACK_STARTED, t, frame.position) for t in update.started]
         for track, face in update.seen:
             # Shots count from a track's first frame; it is decided once confirmed.
-            judge = self.judges.setdefault(track.id, TrackJudge(self.tracking))
+            judge = self.judges.get(track.id) or self._new_judge(track.id)
             if judge.decided:
                 continue
             image = frame.full()
@@ -181,11 +181,34 @@ class CameraWorker:
         return events
 
     # --- identification ----------------------------------------------------------------
+    def _new_judge(self, track_id: int) -> TrackJudge:
+        judge = TrackJudge(
+            self.tracking, self.recognizer.operating_point.threshold, self._score_subject
+        )
+        self.judges[track_id] = judge
+        return judge
+
+    def _score_subject(self, subject_id: str, shots: Sequence[Shot]) -> list[float]:
+        """Each shot's similarity to the subject's best template."""
+        r = self.recognizer
+        templates = r.gallery.subject_templates(subject_id, r.model_id)
+        if not templates:  # erased meanwhile
+            return [float("-inf")] * len(shots)
+        stacked = np.stack([t.embedding for t in templates])
+        space = r.pipeline.embedder.space
+        return [
+            float(space.score(shot.embedding, stacked).max())
+            if shot.embedding is not None
+            else float("-inf")
+            for shot in shots
+        ]
+
     def _judge_shots(self, shots: Sequence[Shot]) -> list[Shot]:
         r = self.recognizer
         point = r.operating_point
         for shot in shots:
             [embedding] = r.pipeline.embedder.embed(shot.crop, [shot.face])
+            shot.embedding = embedding
             self.counts.embedded += 1
             found = r.gallery.search(r.model_id, embedding, r.pipeline.embedder.space, 1)
             if not found:
