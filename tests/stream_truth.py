@@ -8,11 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import TEST_CONSENT
-
 from facegate.config import Settings
 from facegate.events.model import EventKind, StreamEvent
 from facegate.recognition import FaceRecognizer
+from helpers import TEST_CONSENT
 
 TRUTH = Path(__file__).with_name("data") / "hamilton_clip_truth.json"
 ENROLLED = {

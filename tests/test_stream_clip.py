@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from tests.stream_truth import check_identified, enroll_clip_people, unknown_on
 
 from facegate.config import CameraSettings, Settings
 from facegate.events.database import DatabaseSink
@@ -21,6 +20,7 @@ from facegate.gallery.records import new_id
 from facegate.recognition import FaceRecognizer
 from facegate.stream.capture import CaptureOptions
 from facegate.stream.worker import CameraWorker
+from stream_truth import check_identified, enroll_clip_people, unknown_on
 
 
 class CollectingSink:

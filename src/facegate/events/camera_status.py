@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 HEARTBEAT_S = 1.0  # how often a running worker rewrites its status
 STALE_AFTER_S = 5 * HEARTBEAT_S
 
@@ -60,7 +62,9 @@ def mask_source(source: str) -> str:
     as *** (a password may itself hold '@' or '/'; a user without a password is masked
     whole)."""
     scheme, sep, rest = source.partition("://")
-    at = rest.rfind("@")
+    # Credentials come before any query or fragment (an '@' there is not one).
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
     if not sep or at < 0:
         return source
     userinfo, host = rest[:at], rest[at + 1 :]
@@ -70,6 +74,11 @@ def mask_source(source: str) -> str:
     if "/" in userinfo or "?" in userinfo:  # an '@' in the path, not credentials
         return source
     return f"{scheme}://***@{host}"
+
+
+def mask_urls(text: str) -> str:
+    """``text`` (an error message, say) with the password of every URL in it as ***."""
+    return _URL.sub(lambda m: mask_source(m.group(0)), text)
 
 
 def status_path(directory: Path, camera: str) -> Path:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from facegate.errors import VideoSourceError
-from facegate.events.camera_status import mask_source
+from facegate.events.camera_status import mask_source, mask_urls
 from facegate.stream.frames import VideoFrame
 
 log = logging.getLogger("facegate.stream.capture")
@@ -89,6 +89,7 @@ class FrameCapture:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
+        self._shown = mask_source(source)  # for logs and errors
         self.kind = source_kind(source)
         self.options = options or CaptureOptions()
         self.stats = CaptureStats()
@@ -96,7 +97,7 @@ class FrameCapture:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=self.options.queue_frames)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, name=f"capture {mask_source(source)}", daemon=True
+            target=self._run, name=f"capture {self._shown}", daemon=True
         )
         self._lock = threading.Lock()
         if self.kind is SourceKind.FILE and not Path(source.removeprefix("file://")).is_file():
@@ -137,12 +138,12 @@ class FrameCapture:
                     got_frames = self._read_once()
                 except Exception as error:  # any decoder or network failure: reopen
                     got_frames = False
-                    self.stats.last_error = f"{type(error).__name__}: {error}"[:300]
+                    self.stats.last_error = mask_urls(f"{type(error).__name__}: {error}")[:300]
                     if self.kind is SourceKind.FILE:
-                        log.error("cannot read %s: %s", mask_source(self.source), error)
+                        log.error("cannot read %s: %s", self._shown, self.stats.last_error)
                         self.stats.state = CaptureState.FAILED
                         return
-                    log.warning("%s: %s", mask_source(self.source), self.stats.last_error)
+                    log.warning("%s: %s", self._shown, self.stats.last_error)
                 if self.kind is SourceKind.FILE or self._stop.is_set():
                     if self.stats.state is not CaptureState.FAILED:
                         self.stats.state = (
@@ -153,7 +154,7 @@ class FrameCapture:
                     delay = self.options.reconnect_min_s  # it worked for a while: start over
                 self.stats.state = CaptureState.RECONNECTING
                 self.stats.reconnects += 1
-                log.info("reconnecting to %s in %.1f s", mask_source(self.source), delay)
+                log.info("reconnecting to %s in %.1f s", self._shown, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.options.reconnect_max_s)
             self.stats.state = CaptureState.STOPPED
@@ -187,7 +188,7 @@ class FrameCapture:
             video = container.streams.video[0]
         except IndexError:
             container.close()
-            raise VideoSourceError(f"{mask_source(self.source)} has no video stream") from None
+            raise VideoSourceError(f"{self._shown} has no video stream") from None
         video.codec_context.thread_count = o.decode_threads
         base = float(video.time_base) if video.time_base else 0.0
         first: int | None = None

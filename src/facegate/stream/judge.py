@@ -70,6 +70,15 @@ class TrackDecision:
 SubjectScorer = Callable[[str, Sequence["Shot"]], Sequence[float]]
 
 
+def _spaced(positions: Sequence[float], gap: float) -> int:
+    """How many of the (sorted) times are at least ``gap`` apart, taken greedily."""
+    count, last = 0, float("-inf")
+    for position in positions:
+        if position - last >= gap:
+            count, last = count + 1, position
+    return count
+
+
 class TrackJudge:
     """``threshold``: the operating point's similarity; ``score_subject``: how similar
     each shot is to a given subject (for the track-level check)."""
@@ -175,12 +184,13 @@ class TrackJudge:
         doubt, as a reason."""
         s = self.settings
         agreeing = [sh for sh in self.embedded if sh.vote and sh.vote.subject_id]
-        positions = [sh.position for sh in agreeing]
-        span = max(positions) - min(positions)
-        if span < s.min_span_s:
+        positions = sorted(sh.position for sh in agreeing)
+        span = positions[-1] - positions[0]
+        independent = _spaced(positions, s.min_span_s)
+        if independent < s.min_agreement:
             return None, (
-                f"{count} shots named one person but within {span:.2f} s "
-                f"({s.min_span_s:.2f} s needed)"
+                f"{count} shots named one person but only {independent} of them are "
+                f"{s.min_span_s:.2f} s apart ({s.min_agreement} needed)"
             )
         mean = float(np.mean(self.score_subject(subject_id, self.embedded)))
         if mean < self.threshold:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from facegate.config import CameraSettings, Settings
 from facegate.errors import ConfigError
-from facegate.events.camera_status import CameraStatus, mask_source
+from facegate.events.camera_status import CameraStatus, mask_source, mask_urls
 from facegate.events.model import EventSink
 from facegate.events.publisher import Publisher
 from facegate.events.sinks import build_sinks
@@ -70,7 +70,12 @@ class CameraRun:
             self.worker.run(self.worker.capture_options(self.settings))
         except BaseException as error:  # reported in the status, and by the supervisor
             self.error = error
-            log.exception("camera %s stopped on an error", self.camera.name)
+            # The message only: a traceback may quote the stream URL with its password.
+            log.error(
+                "camera %s stopped on an error: %s",
+                self.camera.name,
+                mask_urls(f"{type(error).__name__}: {error}"),
+            )
 
     @property
     def running(self) -> bool:
@@ -107,7 +112,7 @@ class CameraRun:
             state = CaptureState.FAILED.value
         last_error = stats.last_error if stats is not None else None
         if self.error is not None:
-            last_error = f"{type(self.error).__name__}: {self.error}"[:300]
+            last_error = mask_urls(f"{type(self.error).__name__}: {self.error}")[:300]
         return CameraStatus(
             camera=self.camera.name,
             source=mask_source(self.camera.source),

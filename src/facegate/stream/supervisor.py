@@ -19,6 +19,7 @@ from facegate.events.camera_status import (
     HEARTBEAT_S,
     CameraStatus,
     mask_source,
+    mask_urls,
     read_status,
     write_status,
 )
@@ -50,10 +51,10 @@ def camera_process(settings: Settings, camera: CameraSettings, restarts: int) ->
             camera.collection,
             "failed",
             restarts=restarts,
-            last_error=f"{type(error).__name__}: {error}"[:300],
+            last_error=mask_urls(f"{type(error).__name__}: {error}")[:300],
         )
         write_status(directory, status)
-        log.error("camera %s cannot start: %s", camera.name, error)
+        log.error("camera %s cannot start: %s", camera.name, status.last_error)
         raise SystemExit(EXIT_CONFIG) from None
     try:
         while run.running and not stop.wait(HEARTBEAT_S):

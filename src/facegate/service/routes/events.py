@@ -3,7 +3,6 @@ an event's snapshot (admins only, audited) and the configured cameras with their
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import ValidationError
 
 from facegate.config import CameraSettings
-from facegate.events.camera_status import CameraStatus, mask_source, read_status
+from facegate.events.camera_status import CameraStatus, mask_source, mask_urls, read_status
 from facegate.events.model import EventKind
 from facegate.gallery.records import Event
 from facegate.gallery.sql_store import SqlStore
@@ -24,7 +23,6 @@ from facegate.service.schemas import CameraList, CameraPublic, EventPage, EventP
 router = APIRouter()
 
 EventId = Annotated[str, Path(min_length=1, max_length=64, description="The event's id.")]
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 JPEG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The snapshot, a JPEG.",
@@ -135,7 +133,7 @@ def redact(text: str | None, password: str | None) -> str | None:
     """``text`` (an error message) with any URL's password and the camera's own as ***."""
     if text is None:
         return None
-    text = _URL.sub(lambda m: mask_source(m.group(0)), text)
+    text = mask_urls(text)
     if password and len(password) >= 4:  # shorter: too likely to match innocent text
         text = text.replace(password, "***")
     return text
