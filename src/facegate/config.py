@@ -293,7 +293,11 @@ class StreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     queue_frames: int = Field(
-        2, ge=1, le=100, description="Frames waiting for analysis; older ones are dropped."
+        8,
+        ge=1,
+        le=100,
+        description="Frames waiting for analysis; when full, the oldest is dropped. Absorbs the "
+        "burst a stream delivers on connecting; bounds the delay when analysis falls behind.",
     )
     reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay.")
