@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from facegate.config import CameraSettings, Settings
-from facegate.errors import ConfigError
+from facegate.errors import EphemeralCollectionError
 from facegate.events.camera_status import CameraStatus, mask_source, mask_urls
 from facegate.events.model import EventSink
 from facegate.events.publisher import Publisher
@@ -23,13 +23,6 @@ from facegate.stream.worker import CameraWorker
 
 log = logging.getLogger("facegate.stream")
 FPS_WINDOW_S = 5.0
-
-
-class EphemeralCameraError(ConfigError):
-    """Ephemeral collections live only inside the service process; a camera worker
-    cannot see them."""
-
-    code = "ephemeral_collection"
 
 
 class CameraRun:
@@ -47,7 +40,7 @@ class CameraRun:
         self.recognizer = FaceRecognizer.open(settings, camera.collection, create=False)
         if self.recognizer.gallery.ephemeral:
             self.recognizer.close()
-            raise EphemeralCameraError(
+            raise EphemeralCollectionError(
                 f"camera {camera.name!r}: collection {camera.collection!r} is ephemeral, its "
                 "faces live only in the service process; cameras need a stored collection"
             )
