@@ -3,11 +3,8 @@ subject is named, ``<prefix>/subjects/<subject id>/events``."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -17,11 +14,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from facegate.config import MqttSettings
-from facegate.events.model import SinkStats, StreamEvent
+from facegate.events.model import StreamEvent
+from facegate.events.queued import QueuedSink
 
 log = logging.getLogger("facegate.events.mqtt")
 
-_STOP = object()  # wakes the worker when the sink closes
 _UNSAFE = str.maketrans({"/": "_", "+": "_", "#": "_", "\0": "_"})
 
 
@@ -41,7 +38,7 @@ def event_topics(prefix: str, event: StreamEvent) -> list[str]:
     return topics
 
 
-class MqttSink:
+class MqttSink(QueuedSink):
     """Publishes events to one broker from a daemon thread; paho reconnects on its own.
 
     ``publish`` never blocks: when ``queue_size`` events are waiting, the event is dropped
@@ -52,18 +49,9 @@ class MqttSink:
     def __init__(
         self, settings: MqttSettings, *, client_id: str | None = None, name: str | None = None
     ) -> None:
+        super().__init__(name or f"mqtt:{settings.host}:{settings.port}", settings.queue_size, log)
         self.settings = settings
-        self.name = name or f"mqtt:{settings.host}:{settings.port}"
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=settings.queue_size)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._stop = threading.Event()
         self._connected = threading.Event()
-        self._delivered = 0
-        self._pending = 0
-        self._dropped = 0
-        self._dead_letters = 0
-        self._last_error: str | None = None
         # mid -> event id, and event id -> acks still awaited.
         self._mid_event: dict[int, str] = {}
         self._acks_needed: dict[str, int] = {}
@@ -89,61 +77,13 @@ class MqttSink:
         # up, so a broker that is down at start-up does not stop the camera.
         client.connect_async(settings.host, settings.port, keepalive=30)
         client.loop_start()
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
-    def publish(self, event: StreamEvent) -> None:
-        with self._lock:
-            if self._closed:
-                self._dropped += 1
-                return
-            try:
-                self._queue.put_nowait(event)
-            except queue.Full:
-                self._dropped += 1
-                return
-            self._pending += 1
-
-    def stats(self) -> SinkStats:
-        with self._lock:
-            return SinkStats(
-                name=self.name,
-                delivered=self._delivered,
-                pending=self._pending,
-                dropped=self._dropped,
-                dead_letters=self._dead_letters,
-                last_error=self._last_error,
-            )
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting, wait up to ``timeout`` seconds for the broker to acknowledge what
-        is queued, then disconnect."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        while self.stats().pending and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._stop.set()
-        with contextlib.suppress(queue.Full):  # the worker checks _stop between events
-            self._queue.put_nowait(_STOP)
-        self._thread.join(max(deadline - time.monotonic(), 0.5))
+    def _after_close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-        left = self.stats().pending
-        if left:
-            log.warning("%s closed with %d event(s) not acknowledged", self.name, left)
 
     # -- worker thread ----------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            item = self._queue.get()
-            if item is _STOP or self._stop.is_set():
-                return
-            assert isinstance(item, StreamEvent)
-            self._send(item)
 
     def _wait_connected(self) -> bool:
         """Block until connected; False when the sink is closing."""
@@ -152,7 +92,7 @@ class MqttSink:
                 return False
         return True
 
-    def _send(self, event: StreamEvent) -> None:
+    def _deliver(self, event: StreamEvent) -> None:
         payload = event.to_json()
         qos = self.settings.qos
         topics = event_topics(self.settings.topic_prefix, event)

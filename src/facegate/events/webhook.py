@@ -8,24 +8,21 @@ message so a captured request cannot be replayed later.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 
 import httpx
 
 from facegate.config import WebhookSettings
-from facegate.events.model import SinkStats, StreamEvent
+from facegate.events.model import StreamEvent
+from facegate.events.queued import QueuedSink
 
 log = logging.getLogger("facegate.events.webhook")
 
 SIGNATURE_PREFIX = "sha256="
-_STOP = object()  # wakes the worker when the sink closes
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -70,7 +67,7 @@ def _safe_name(url: str) -> str:
     return f"{host}:{port}"
 
 
-class WebhookSink:
+class WebhookSink(QueuedSink):
     """Delivers events to one webhook receiver from a daemon thread.
 
     ``publish`` never blocks: when ``queue_size`` events are waiting, the event is dropped
@@ -87,78 +84,18 @@ class WebhookSink:
         sleep: Callable[[float], object] | None = None,
         name: str | None = None,
     ) -> None:
+        super().__init__(name or f"webhook:{_safe_name(settings.url)}", settings.queue_size, log)
         self.settings = settings
-        self.name = name or f"webhook:{_safe_name(settings.url)}"
         self._secret = settings.secret.get_secret_value().encode()
         self._sleep = sleep
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=settings.queue_size)
-        self._lock = threading.Lock()
-        self._closed = False
-        self._stop = threading.Event()  # set when close() stops waiting for the queue
-        self._delivered = 0
-        self._pending = 0
-        self._retries = 0
-        self._dropped = 0
-        self._dead_letters = 0
-        self._last_error: str | None = None
         self._client = httpx.Client(timeout=settings.timeout_s, follow_redirects=False)
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
-
-    def publish(self, event: StreamEvent) -> None:
-        with self._lock:
-            if self._closed:
-                self._dropped += 1
-                return
-            try:
-                self._queue.put_nowait(event)
-            except queue.Full:
-                self._dropped += 1
-                return
-            self._pending += 1
-
-    def stats(self) -> SinkStats:
-        with self._lock:
-            return SinkStats(
-                name=self.name,
-                delivered=self._delivered,
-                pending=self._pending,
-                retries=self._retries,
-                dropped=self._dropped,
-                dead_letters=self._dead_letters,
-                last_error=self._last_error,
-            )
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting, deliver what is queued for up to ``timeout`` seconds, then stop."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        while self._thread.is_alive() and self.stats().pending and time.monotonic() < deadline:
-            time.sleep(0.01)
-        self._stop.set()
-        # The queue may be full; the worker also checks _stop after each event.
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_STOP)
-        # An attempt in flight ends within timeout_s; the thread is a daemon, so do not wait
-        # for it past the caller's deadline (plus a moment to notice _stop).
-        self._thread.join(max(deadline - time.monotonic(), 0.5))
-        left = self.stats().pending
-        if left:
-            log.warning("%s closed with %d event(s) not delivered", self.name, left)
 
     # -- worker thread --------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                item = self._queue.get()
-                if item is _STOP or self._stop.is_set():
-                    break
-                assert isinstance(item, StreamEvent)
-                self._deliver(item)
+            super()._run()
         finally:
             self._client.close()
 
