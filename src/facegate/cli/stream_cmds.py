@@ -76,7 +76,7 @@ class PrintSink:
 
 
 def status_line(status: CameraStatus) -> Text:
-    events = ", ".join(f"{k} {v}" for k, v in sorted(status.events.items())) or "no events"
+    events = ", ".join(f"{k} {v}" for k, v in sorted(status.events.items()) if v) or "no events"
     return Text(
         f"{status.state} | {status.fps:.1f} fps analysed | {status.analysed} analysed, "
         f"{status.skipped} skipped, {status.dropped} dropped | {status.active_tracks} tracks | "

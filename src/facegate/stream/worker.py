@@ -68,7 +68,11 @@ class WorkerCounts:
     faces: int = 0
     embedded: int = 0
     cuts: int = 0  # scene cuts and reopened sources, each ending every track
-    events: Counter[str] = dataclasses.field(default_factory=Counter)
+    # Every kind present from the start: the status thread copies this while the worker
+    # counts, and a dict that never grows can be copied safely meanwhile.
+    events: Counter[str] = dataclasses.field(
+        default_factory=lambda: Counter({str(kind): 0 for kind in EventKind})
+    )
     started_at: float = dataclasses.field(default_factory=time.monotonic)
     busy_s: float = 0.0  # time spent analysing
 
