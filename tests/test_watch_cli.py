@@ -46,7 +46,7 @@ def test_watch_human_output_has_a_status_summary(gallery: Path, data_root: Path)
     assert done.returncode == 0, done.stderr
     assert "identified Lin-Manuel Miranda" in done.stdout
     summary = done.stderr.strip().splitlines()[-1]
-    assert summary.startswith("ended |") and "analysed" in summary and "dropped" in summary
+    assert summary.startswith("ended ·") and "analysed" in summary and "dropped" in summary
 
 
 def test_watch_refuses_bad_sources_and_options(

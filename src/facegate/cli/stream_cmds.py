@@ -76,13 +76,20 @@ class PrintSink:
 
 
 def status_line(status: CameraStatus) -> Text:
-    events = ", ".join(f"{k} {v}" for k, v in sorted(status.events.items()) if v) or "no events"
-    return Text(
-        f"{status.state} | {status.fps:.1f} fps analysed | {status.analysed} analysed, "
-        f"{status.skipped} skipped, {status.dropped} dropped | {status.active_tracks} tracks | "
-        f"{status.reconnects} reconnects | {events}",
-        style="dim",
-    )
+    decided = status.events
+    parts = [
+        status.state,
+        f"{status.fps:.1f} fps",
+        f"{status.analysed} analysed",
+        f"{status.skipped} skipped",
+        f"{status.dropped} dropped",
+        f"{status.active_tracks} tracks",
+        f"{decided.get('identified', 0)} identified",
+        f"{decided.get('unknown', 0)} unknown",
+    ]
+    if status.reconnects:
+        parts.append(f"{status.reconnects} reconnects")
+    return Text(" · ".join(parts), style="dim")
 
 
 def watch(
@@ -148,7 +155,8 @@ def watch(
     settings = settings.model_copy(update={"events": events})
     printer = PrintSink(json_output)
     run = CameraRun(settings, camera, extra_sinks=[printer]).start()
-    live = None if json_output or not err_console.is_terminal else Live(console=err_console)
+    # The status line stays under the events on a terminal (both on stdout, one console).
+    live = None if json_output or not console.is_terminal else Live(console=console, transient=True)
     try:
         if live is not None:
             live.start()
