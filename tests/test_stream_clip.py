@@ -117,3 +117,23 @@ def test_a_scene_cut_ends_tracks(
     ended = {e.track_id for e in events if e.kind is EventKind.TRACK_ENDED}
     started = {e.track_id for e in events if e.kind is EventKind.TRACK_STARTED}
     assert ended == started
+
+
+def test_region_of_interest_and_minimum_face_size(
+    clip_gallery: tuple[Settings, dict[str, str]], data_root: Path
+) -> None:
+    """Faces centred outside the region, or narrower than the minimum, are never tracked."""
+    settings, _ = clip_gallery
+    clip = data_root / "video" / "short_hamilton_clip.mp4"
+    left_half, _ = run_clip(settings, clip, roi=(0.0, 0.0, 0.5, 1.0))
+    assert left_half
+    for event in left_half:
+        assert event.bbox is not None
+        assert (event.bbox[0] + event.bbox[2]) / 2 <= 320, event
+    large, _ = run_clip(settings, clip, min_face_size=60)
+    assert large
+    assert all(e.bbox is not None and e.bbox[2] - e.bbox[0] >= 60 for e in large)
+    # Lacamoire at the piano is 25 px wide: with a 60 px minimum he is never seen.
+    everyone, _ = run_clip(settings, clip)
+    small = [e for e in everyone if e.bbox is not None and e.bbox[2] - e.bbox[0] < 60]
+    assert small, "the control run must see the small faces the minimum leaves out"
