@@ -52,6 +52,8 @@ class CameraRun:
         self.started_at = datetime.now(UTC).isoformat()
         self._thread = threading.Thread(target=self._run, name=f"camera {camera.name}")
         self._samples: deque[tuple[float, int]] = deque()
+        self._began: float | None = None
+        self._ended: float | None = None
         self.error: BaseException | None = None
 
     def start(self) -> CameraRun:
@@ -59,6 +61,7 @@ class CameraRun:
         return self
 
     def _run(self) -> None:
+        self._began = time.monotonic()
         try:
             self.worker.run(self.worker.capture_options(self.settings))
         except BaseException as error:  # reported in the status, and by the supervisor
@@ -69,6 +72,8 @@ class CameraRun:
                 self.camera.name,
                 mask_urls(f"{type(error).__name__}: {error}"),
             )
+        finally:
+            self._ended = time.monotonic()
 
     @property
     def running(self) -> bool:
@@ -88,8 +93,11 @@ class CameraRun:
         self.recognizer.close()
 
     def fps(self) -> float:
-        """Frames analysed per second over the last few seconds."""
+        """Frames analysed per second over the last few seconds (over the whole run once
+        it is over)."""
         now = time.monotonic()
+        if self._ended is not None and self._began is not None:
+            return self.worker.counts.frames / max(self._ended - self._began, 1e-9)
         self._samples.append((now, self.worker.counts.frames))
         while len(self._samples) > 2 and now - self._samples[0][0] > FPS_WINDOW_S:
             self._samples.popleft()
