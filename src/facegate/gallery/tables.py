@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -128,6 +129,43 @@ data_keys = Table(
     Column("key_id", String(32), primary_key=True),
     Column("check_value", LargeBinary, nullable=False),
     Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+# Applications (policy/): declarative documents (access rules, quotas) as JSON text.
+policy_documents = Table(
+    "policy_documents",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_by", String(100), nullable=False),
+)
+
+# Anti-passback: whether a subject is inside a zone (last entry without an exit).
+zone_presence = Table(
+    "zone_presence",
+    metadata,
+    Column(
+        "subject_id",
+        String(32),
+        ForeignKey("subjects.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("zone", String(64), primary_key=True),
+    Column("inside", Boolean, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Quota claims of enrolled subjects (anonymous quotas keep nothing here).
+quota_claims = Table(
+    "quota_claims",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("quota", String(64), nullable=False),
+    Column("subject_id", String(32), ForeignKey("subjects.id", ondelete="CASCADE"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_quota_claims_lookup", "quota", "subject_id", "at"),
 )
 
 store_meta = Table(
