@@ -326,6 +326,7 @@ def test_openapi_describes_the_new_operations(site: Site) -> None:
         "identified",
         "unknown",
         "track_ended",
+        "access",
     }
     snapshot = spec["paths"]["/v1/events/{event_id}/snapshot"]["get"]
     assert "image/jpeg" in snapshot["responses"]["200"]["content"]

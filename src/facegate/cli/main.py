@@ -15,6 +15,7 @@ from facegate.cli import (
     collection_cmds,
     eval_cmds,
     gallery_cmds,
+    policy_cmds,
     privacy_cmds,
     service_cmds,
     stream_cmds,
@@ -41,6 +42,7 @@ app.add_typer(subject_cmds.subjects_app, name="subjects")
 app.add_typer(privacy_cmds.retention_app, name="retention")
 app.add_typer(collection_cmds.app, name="collections")
 app.add_typer(audit_cmds.app, name="audit")
+app.add_typer(policy_cmds.app, name="policy")
 app.add_typer(eval_cmds.app, name="eval", help="Measure accuracy on a labelled photo set.")
 app.add_typer(bench_cmds.app, name="bench", help="Measure speed, against a peer in the same run.")
 service_cmds.register(app)

@@ -29,6 +29,7 @@ def as_record(event: StreamEvent) -> Event:
         snapshot=event.snapshot,
         track_id=event.track_id,
         reason=event.reason,
+        door=event.door,
     )
 
 

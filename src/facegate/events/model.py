@@ -21,6 +21,10 @@ class EventKind(StrEnum):
     IDENTIFIED = "identified"
     UNKNOWN = "unknown"
     TRACK_ENDED = "track_ended"
+    # An access decision at a door (policy/): ``door``, ``allowed`` and ``reason`` (the
+    # decision code) are set; from a camera it carries the camera and track, from the API
+    # ``camera`` is "api" and ``track_id`` 0. On ``allowed`` it is the door's open command.
+    ACCESS = "access"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ class StreamEvent:
     reason: str | None = None
     bbox: tuple[float, float, float, float] | None = None
     shot_time: float | None = None  # stream position of the best shot (decisions only)
+    door: str | None = None  # access events
+    allowed: bool | None = None  # access events
     id: str = field(default_factory=new_id)
     snapshot: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -54,8 +60,10 @@ class StreamEvent:
             raise ValueError("event time must be timezone-aware (UTC)")
         if self.kind is EventKind.IDENTIFIED and not self.subject_id:
             raise ValueError("an identified event names its subject")
-        if self.kind is not EventKind.IDENTIFIED and self.subject_id:
+        if self.kind not in (EventKind.IDENTIFIED, EventKind.ACCESS) and self.subject_id:
             raise ValueError(f"a {self.kind} event names no subject")
+        if (self.kind is EventKind.ACCESS) != (self.door is not None):
+            raise ValueError("access events, and only they, name a door")
 
     def payload(self) -> dict[str, Any]:
         """The JSON body sent to webhooks and MQTT (no snapshot, no embedding)."""
@@ -75,6 +83,8 @@ class StreamEvent:
             "reason": self.reason,
             "bbox": None if self.bbox is None else [round(v, 1) for v in self.bbox],
             "shot_time": None if self.shot_time is None else round(self.shot_time, 3),
+            "door": self.door,
+            "allowed": self.allowed,
         }
 
     def to_json(self) -> bytes:

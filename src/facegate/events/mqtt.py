@@ -33,6 +33,8 @@ def event_topics(prefix: str, event: StreamEvent) -> list[str]:
     """The topics one event goes to."""
     base = prefix.rstrip("/")
     topics = [f"{base}/cameras/{topic_level(event.camera)}/events"]
+    if event.door is not None:  # a door controller listens here for its open command
+        topics.append(f"{base}/doors/{topic_level(event.door)}/decisions")
     if event.subject_id:
         topics.append(f"{base}/subjects/{topic_level(event.subject_id)}/events")
     return topics

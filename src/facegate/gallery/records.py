@@ -244,3 +244,4 @@ class Event:
     snapshot: bytes | None = field(default=None, repr=False, compare=False)
     track_id: int | None = None
     reason: str | None = None
+    door: str | None = None

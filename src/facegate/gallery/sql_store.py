@@ -495,6 +495,7 @@ class SqlStore:
                     quality=item.quality,
                     track_id=item.track_id,
                     reason=item.reason,
+                    door=item.door,
                 )
             )
             if item.snapshot is not None:
@@ -514,6 +515,7 @@ class SqlStore:
         *,
         camera: str | None = None,
         kind: str | None = None,
+        door: str | None = None,
         collection_id: str | None = None,
         collection_ids: Sequence[str] | None = None,
         since: datetime | None = None,
@@ -529,6 +531,7 @@ class SqlStore:
                 (events.c.subject_id, subject_id),
                 (events.c.camera, camera),
                 (events.c.kind, kind),
+                (events.c.door, door),
                 (events.c.collection_id, collection_id),
             )
             if value is not None
@@ -566,6 +569,7 @@ class SqlStore:
             ),
             track_id=r.track_id,
             reason=r.reason,
+            door=r.door,
         )
 
     def sweep_events(self, events_before: datetime, snapshots_before: datetime) -> tuple[int, int]:

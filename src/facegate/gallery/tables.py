@@ -118,6 +118,7 @@ events = Table(
     Column("key_id", String(32), index=True),
     Column("track_id", Integer),
     Column("reason", String(300)),
+    Column("door", String(64)),  # access decisions
     Index("ix_events_camera_at", "camera", "at"),
 )
 

@@ -17,10 +17,13 @@ from facegate.service.limits import BodySizeLimitMiddleware
 from facegate.service.metrics import MetricsMiddleware
 from facegate.service.problems import install_handlers
 from facegate.service.routes import (
+    access,
     audit,
     collections,
     events,
     keys,
+    liveness,
+    quotas,
     recognition,
     subjects,
     system,
@@ -83,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         keys.router,
         audit.router,
         events.router,
+        access.router,
+        quotas.router,
+        liveness.router,
     ):
         app.include_router(router)
     # Outermost last: metrics see every answer, the 413 from the body limit included.

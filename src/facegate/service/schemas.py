@@ -504,7 +504,9 @@ class EventPublic(BaseModel):
 
     id: str
     at: datetime
-    kind: str = Field(..., description="track_started, identified, unknown or track_ended.")
+    kind: str = Field(
+        ..., description="track_started, identified, unknown, track_ended, or access."
+    )
     camera: str | None
     collection: str | None
     subject_id: str | None
@@ -512,7 +514,10 @@ class EventPublic(BaseModel):
     similarity: float | None
     quality: float | None
     track_id: int | None
-    reason: str | None
+    reason: str | None = Field(
+        None, description="Why a track was decided so; for access events the decision code."
+    )
+    door: str | None = Field(None, description="Access events: the door.")
     has_snapshot: bool
 
     @classmethod
@@ -529,6 +534,7 @@ class EventPublic(BaseModel):
             quality=event.quality,
             track_id=event.track_id,
             reason=event.reason,
+            door=event.door,
             has_snapshot=event.snapshot is not None,
         )
 

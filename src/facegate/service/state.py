@@ -16,6 +16,9 @@ import anyio.to_thread
 from sqlalchemy import text
 
 from facegate.config import Settings
+from facegate.events.publisher import Publisher
+from facegate.events.sinks import build_sinks
+from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.gallery import Gallery
 from facegate.gallery.keys import KeyStore
@@ -61,6 +64,9 @@ class ServiceState:
         self._recognizers: dict[str, FaceRecognizer] = {}
         self._lock = threading.RLock()
         self.sweeper = RetentionSweeper(self.store, self.audit, settings.retention)
+        self.applications = ApplicationStore(self.store.engine)
+        # Door actions and other application events go where camera events go.
+        self.publisher = Publisher(build_sinks(settings.events, self.store))
         self._stop_sweeping = threading.Event()
         self._sweeping: threading.Thread | None = None
         self.ready = False
@@ -91,6 +97,7 @@ class ServiceState:
                 else:
                     recognizer.gallery.persist()  # large indexes load at the next start
             self._recognizers.clear()
+        self.publisher.close()
         self.store.close()
 
     # --- retention -----------------------------------------------------------------------

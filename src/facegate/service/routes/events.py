@@ -67,6 +67,9 @@ def list_events(
     camera: Annotated[str | None, Query(max_length=100)] = None,
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[EventKind | None, Query(description="The kind of event.")] = None,
+    door: Annotated[
+        str | None, Query(max_length=64, description="Access events: the door.")
+    ] = None,
     collection: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive.")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive.")] = None,
@@ -81,6 +84,7 @@ def list_events(
         limit,
         camera=camera,
         kind=kind.value if kind is not None else None,
+        door=door,
         collection_id=collection,
         collection_ids=allowed,  # a restricted key sees only its collections' events
         since=as_utc_query(since, "since"),

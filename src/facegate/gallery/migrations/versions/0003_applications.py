@@ -1,5 +1,5 @@
-"""Applications: policy documents (access rules, quotas), who is inside which zone
-(anti-passback), and quota claims of enrolled subjects.
+"""Applications: the door of access events, policy documents (access rules, quotas),
+who is inside which zone (anti-passback), and quota claims of enrolled subjects.
 
 Revision ID: 0003
 Revises: 0002
@@ -18,6 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("door", sa.String(length=64), nullable=True))
     op.create_table(
         "policy_documents",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -55,3 +57,5 @@ def downgrade() -> None:
     op.drop_table("quota_claims")
     op.drop_table("zone_presence")
     op.drop_table("policy_documents")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_column("door")
