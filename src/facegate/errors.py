@@ -30,6 +30,13 @@ class SchemaError(ConfigError):
     code = "schema_mismatch"
 
 
+class PolicyError(ConfigError):
+    """An access policy, quota definition or liveness setting that cannot be used as
+    given; the message names the field and what was expected."""
+
+    code = "invalid_policy"
+
+
 class ModelError(FacegateError):
     code = "model_error"
 
