@@ -125,6 +125,25 @@ class ApplicationStore:
             gone = conn.execute(delete(quota_claims).where(quota_claims.c.at < before)).rowcount
         return int(gone or 0)
 
+    def about_subject(self, subject_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The subject's zone presence and quota claims, for their export."""
+        with self.engine.connect() as conn:
+            presence = conn.execute(
+                select(zone_presence).where(zone_presence.c.subject_id == subject_id)
+            ).all()
+            claims = conn.execute(
+                select(quota_claims)
+                .where(quota_claims.c.subject_id == subject_id)
+                .order_by(quota_claims.c.at)
+            ).all()
+        return {
+            "zone_presence": [
+                {"zone": r.zone, "inside": r.inside, "at": as_utc(r.at).isoformat()}
+                for r in presence
+            ],
+            "quota_claims": [{"quota": r.quota, "at": as_utc(r.at).isoformat()} for r in claims],
+        }
+
     def count_claims(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(quota_claims)).scalar() or 0)

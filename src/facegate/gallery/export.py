@@ -10,11 +10,20 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.gallery import Gallery
 from facegate.gallery.records import as_utc, utc_now
 
 EXPORT_FORMAT = "facegate-subject-export/1"
+
+
+def _applications(gallery: Gallery, subject_id: str) -> dict[str, Any]:
+    """Zones the subject is recorded inside or outside of, and their quota claims."""
+    engine = getattr(gallery.store, "engine", None)
+    if engine is None:  # an ephemeral store keeps neither
+        return {"zone_presence": [], "quota_claims": []}
+    return ApplicationStore(engine).about_subject(subject_id)
 
 
 def subject_export(gallery: Gallery, audit: AuditLog, subject_id: str) -> dict[str, Any]:
@@ -45,6 +54,8 @@ def subject_export(gallery: Gallery, audit: AuditLog, subject_id: str) -> dict[s
                     "at": e.at.isoformat(),
                     "kind": e.kind,
                     "camera": e.camera,
+                    "door": e.door,
+                    "reason": e.reason,
                     "similarity": e.similarity,
                     "snapshot_jpeg_base64": base64.b64encode(e.snapshot).decode()
                     if e.snapshot
@@ -73,5 +84,6 @@ def subject_export(gallery: Gallery, audit: AuditLog, subject_id: str) -> dict[s
         "consents": [c.as_dict() for c in gallery.store.subject_consents(subject.id)],
         "templates": templates,
         "events": events,
+        **_applications(gallery, subject.id),
         "audit": [r.as_dict() for r in audit.about_subject(subject.id)],
     }

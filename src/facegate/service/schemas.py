@@ -69,6 +69,14 @@ class VerifyParams(Strict):
     )
     fmr: float | None = Field(None, description="Override the collection's operating point.")
     face: FaceSelector = Field("largest", description="'largest' or a face index (0 = largest).")
+    liveness_session: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Step-up: a passed liveness session (POST /v1/liveness/sessions) that must "
+        "vouch for this face. Used up by this request, whatever its answer; if it does not "
+        "vouch, the answer is 403 liveness-failed.",
+    )
 
     _fmr = field_validator("fmr")(_check_fmr)
 
@@ -296,6 +304,9 @@ class CompareResponse(DecisionPublic):
 class VerifyResponse(DecisionPublic):
     subject_id: str
     name: str
+    liveness: Literal["passed"] | None = Field(
+        None, description="'passed' when a liveness session vouched for the face (step-up)."
+    )
 
 
 class CandidatePublic(BaseModel):

@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +25,10 @@ from facegate.gallery.gallery import Gallery
 from facegate.gallery.keys import KeyStore
 from facegate.gallery.memory_store import MemoryStore
 from facegate.gallery.opening import index_options, open_store
+from facegate.gallery.records import utc_now
 from facegate.gallery.retention import RetentionSweeper, SweepReport
+from facegate.policy.liveness import LivenessSessions
+from facegate.policy.quota import QuotaCounter
 from facegate.recognition import FaceMatcher, FaceRecognizer
 from facegate.service.limits import TokenBucket
 from facegate.service.metrics import Metrics
@@ -65,8 +69,14 @@ class ServiceState:
         self._lock = threading.RLock()
         self.sweeper = RetentionSweeper(self.store, self.audit, settings.retention)
         self.applications = ApplicationStore(self.store.engine)
+        # The time of access decisions (GET/PUT /v1/access...); tests set it to move time.
+        self.clock: Callable[[], datetime] = utc_now
+        # Quota claims: enrolled ones go to the database; anonymous faces stay in here only.
+        self.quota_counter = QuotaCounter()
         # Door actions and other application events go where camera events go.
         self.publisher = Publisher(build_sinks(settings.events, self.store))
+        # Liveness sessions: in memory only, never persisted (they hold face embeddings).
+        self.liveness = LivenessSessions()
         self._stop_sweeping = threading.Event()
         self._sweeping: threading.Thread | None = None
         self.ready = False
@@ -97,6 +107,7 @@ class ServiceState:
                 else:
                     recognizer.gallery.persist()  # large indexes load at the next start
             self._recognizers.clear()
+        self.quota_counter.close()  # anonymous quota faces go with the process
         self.publisher.close()
         self.store.close()
 

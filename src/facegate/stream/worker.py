@@ -20,11 +20,13 @@ import numpy as np
 from facegate.config import CameraSettings, Settings, TrackingSettings
 from facegate.events.model import EventKind, StreamEvent
 from facegate.events.publisher import Publisher
+from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.records import utc_now
 from facegate.policy.thresholds import decide
 from facegate.recognition import PROBE_GATE_FACTORS, FaceRecognizer, face_crop_jpeg
 from facegate.stream.capture import CaptureOptions, FrameCapture
 from facegate.stream.cuts import CutDetector
+from facegate.stream.doors import CameraDoors
 from facegate.stream.frames import Image, VideoFrame
 from facegate.stream.judge import Shot, TrackDecision, TrackJudge, Vote
 from facegate.stream.tracker import FaceTracker, Track
@@ -102,6 +104,13 @@ class CameraWorker:
         self.tracker = FaceTracker(self.tracking)
         self.judges: dict[int, TrackJudge] = {}
         self.cuts = CutDetector(self.tracking.cut_threshold)
+        # Doors this camera drives (access policy); None without a database.
+        durable = recognizer.durable
+        self.doors = (
+            CameraDoors(camera.name, ApplicationStore(durable.engine), recognizer.gallery)
+            if durable is not None
+            else None
+        )
         self._last_index = -1
         self.counts = WorkerCounts()
         self.capture: FrameCapture | None = None
@@ -271,6 +280,10 @@ class CameraWorker:
     def _publish(self, event: StreamEvent) -> None:
         self.counts.events[str(event.kind)] += 1
         self.publisher.publish(event)
+        if self.doors is not None and event.kind in (EventKind.IDENTIFIED, EventKind.UNKNOWN):
+            for access in self.doors.decide(event, self.clock):
+                self.counts.events[str(access.kind)] += 1
+                self.publisher.publish(access)
 
     # --- running -------------------------------------------------------------------------
     def run(self, options: CaptureOptions | None = None) -> None:

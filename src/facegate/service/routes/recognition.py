@@ -9,6 +9,7 @@ from facegate.recognition import FaceRecognizer
 from facegate.service.auditing import Outcome, audited
 from facegate.service.deps import RecognizeAccess, StateDep
 from facegate.service.images import ImageField, read_images
+from facegate.service.liveness_gate import probe_embedding, require_step_up
 from facegate.service.openapi import image_body
 from facegate.service.schemas import (
     DecisionPublic,
@@ -95,12 +96,25 @@ async def verify(request: Request, state: StateDep, access: RecognizeAccess) -> 
         recognizer = _recognizer(state, access.collection, params.fmr)
         subject = recognizer.gallery.resolve(params.subject_id)
         note.subject_ids = [subject.id]
+        if params.liveness_session is not None:  # step-up: the session must vouch first
+            require_step_up(
+                state,
+                params.liveness_session,
+                probe_embedding(recognizer, data, params.face),
+                model_id=recognizer.model_id,
+                collection=access.collection,
+                subject_id=subject.id,
+                key_id=access.key.id,
+            )
         subject, decision = recognizer.verify(subject.id, data, params.face)
         state.metrics.faces.labels("verify").inc()
         note.outcome = decision.verdict.value
         note.detail = {"similarity": decision.match.similarity, "fmr": recognizer.fmr}
         return VerifyResponse(
-            **DecisionPublic.fields_of(decision), subject_id=subject.id, name=subject.display_name
+            **DecisionPublic.fields_of(decision),
+            subject_id=subject.id,
+            name=subject.display_name,
+            liveness="passed" if params.liveness_session is not None else None,
         )
 
     anonymous = state.is_ephemeral(access.collection)
