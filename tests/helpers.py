@@ -9,13 +9,17 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from facegate.config import Settings
 from facegate.gallery.records import ConsentGrant
 from facegate.service.app import create_app
+from facegate.service.problems import PROBLEM_BASE
 
 # The consent the tests record for the LFW people they enroll (stand-ins for real subjects).
 TEST_CONSENT = ConsentGrant("explicit_consent", "test-notice-1", "tests")
@@ -65,3 +69,18 @@ def running_server(settings: Settings, app: FastAPI | None = None) -> Iterator[s
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+def lfw_photo(faces_root: Path, person: str, n: int) -> Path:
+    """The n-th LFW photo of ``person`` (faces/<Person>/<Person>_000n.jpg)."""
+    return faces_root / person / f"{person}_{n:04d}.jpg"
+
+
+def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """The RFC 9457 problem of ``response``, checked to have this status and type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["type"] == PROBLEM_BASE + slug, body
+    assert body["status"] == status and body["title"] and body["detail"]
+    return body

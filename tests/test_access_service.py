@@ -24,9 +24,8 @@ from brokers import MOSQUITTO, MosquittoBroker, wait_until
 from facegate.config import EventSettings, MqttSettings, ServiceSettings, Settings
 from facegate.policy.access import parse_access_policy
 from facegate.service.app import create_app
-from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE, ServiceState
-from helpers import CONSENT_JSON, running_server
+from helpers import CONSENT_JSON, problem, running_server
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MONDAY_NOON = datetime(2026, 3, 23, 12, 0, tzinfo=BERLIN)
@@ -146,14 +145,6 @@ class Site:
             files={"image": ("probe.jpg", self.photo(person, n), "image/jpeg")},
             data=data,
         )
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + slug, body
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,8 @@ from facegate.config import ServiceSettings, Settings
 from facegate.gallery.records import utc_now
 from facegate.policy.liveness import LivenessSessions, Pose
 from facegate.service.app import create_app
-from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE
-from helpers import CONSENT_JSON, running_server
+from helpers import CONSENT_JSON, problem, running_server
 from liveness_media import (
     Shot,
     attack_frames,
@@ -97,14 +96,6 @@ def live(tmp_path_factory: pytest.TempPathFactory, faces_root: Path) -> Iterator
             )
             assert done.status_code == 201, done.text
         yield service
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + slug, body
-    return body
 
 
 def make_key(live: Live, scopes: list[str]) -> str:

@@ -27,9 +27,8 @@ from facegate.gallery.memory_store import MemoryStore
 from facegate.gallery.opening import open_store
 from facegate.gallery.records import Collection, Subject, Template
 from facegate.service.app import create_app
-from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE, ServiceState
-from helpers import CONSENT_JSON, running_server
+from helpers import CONSENT_JSON, problem, running_server
 
 Sliceable = TypeVar("Sliceable", bytes, str)
 DB_FILES = ("gallery.sqlite3", "gallery.sqlite3-wal", "gallery.sqlite3-shm")
@@ -77,15 +76,6 @@ def photo(faces_root: Path, person: str, n: int) -> Path:
 
 def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + slug, body
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def make_collection(service: Service, name: str, **options: Any) -> dict[str, Any]:

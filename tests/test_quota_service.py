@@ -22,10 +22,9 @@ from facegate.config import ServiceSettings, Settings
 from facegate.policy.quota import ANONYMOUS_MODEL
 from facegate.policy.thresholds import operating_point
 from facegate.service.app import create_app
-from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE, ServiceState
 from facegate.vision.pipeline import FacePipeline
-from helpers import CONSENT_JSON, running_server
+from helpers import CONSENT_JSON, problem, running_server
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SNACK = {"name": "snack", "limit": 1, "window_s": 540, "mode": "anonymous"}
@@ -111,14 +110,6 @@ def photo(faces_root: Path, person: str, n: int) -> Path:
 
 def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + slug, body
-    return body
 
 
 def answer(response: httpx.Response) -> dict[str, Any]:

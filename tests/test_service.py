@@ -27,7 +27,7 @@ from facegate.gallery.opening import open_store
 from facegate.recognition import FaceMatcher
 from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE
-from helpers import CONSENT_JSON, png_header_only, running_server
+from helpers import CONSENT_JSON, png_header_only, problem, running_server
 
 UPLOAD_LIMIT = 1_000_000
 ENROLLED = {  # person -> external id; photos 1-3 enrolled, the others are probes
@@ -78,15 +78,6 @@ def strict_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
 
 def photo(faces_root: Path, person: str, n: int) -> Path:
     return faces_root / person / f"{person}_{n:04d}.jpg"
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + slug, body
-    assert body["status"] == status and body["title"] and body["detail"]
-    return body
 
 
 def sizes(service: Service, collection: str) -> tuple[int, int]:

@@ -26,9 +26,8 @@ from facegate.events.camera_status import (
 from facegate.gallery.records import Event, new_id
 from facegate.gallery.sql_store import SqlStore
 from facegate.service.app import create_app
-from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE
-from helpers import CONSENT_JSON, running_server
+from helpers import CONSENT_JSON, problem, running_server
 
 PASSWORD = "s3cret-pw"
 DOOR_SOURCE = f"rtsp://u:{PASSWORD}@127.0.0.1:8554/x"
@@ -59,14 +58,6 @@ class Site:
 
 def newest_first(events: list[Event]) -> list[str]:
     return [e.id for e in sorted(events, key=lambda e: (-e.at.timestamp(), e.id))]
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + slug, body
-    return body
 
 
 def jpeg(seed: int) -> bytes:
