@@ -29,6 +29,7 @@ from facegate.gallery.records import Collection, Subject, Template
 from facegate.service.app import create_app
 from facegate.service.state import BOOTSTRAP_KEY_FILE, ServiceState
 from helpers import CONSENT_JSON, problem, running_server
+from helpers import lfw_photo as photo
 
 Sliceable = TypeVar("Sliceable", bytes, str)
 DB_FILES = ("gallery.sqlite3", "gallery.sqlite3-wal", "gallery.sqlite3-shm")
@@ -70,8 +71,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 # --- helpers -------------------------------------------------------------------------------
-def photo(faces_root: Path, person: str, n: int) -> Path:
-    return faces_root / person / f"{person}_{n:04d}.jpg"
 
 
 def b64(path: Path) -> str:

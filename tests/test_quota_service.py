@@ -25,6 +25,7 @@ from facegate.service.app import create_app
 from facegate.service.state import BOOTSTRAP_KEY_FILE, ServiceState
 from facegate.vision.pipeline import FacePipeline
 from helpers import CONSENT_JSON, problem, running_server
+from helpers import lfw_photo as photo
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SNACK = {"name": "snack", "limit": 1, "window_s": 540, "mode": "anonymous"}
@@ -104,8 +105,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def photo(faces_root: Path, person: str, n: int) -> Path:
-    return faces_root / person / f"{person}_{n:04d}.jpg"
 
 
 def b64(path: Path) -> str:

@@ -28,6 +28,7 @@ from facegate.recognition import FaceMatcher
 from facegate.service.problems import PROBLEM_BASE
 from facegate.service.state import BOOTSTRAP_KEY_FILE
 from helpers import CONSENT_JSON, png_header_only, problem, running_server
+from helpers import lfw_photo as photo
 
 UPLOAD_LIMIT = 1_000_000
 ENROLLED = {  # person -> external id; photos 1-3 enrolled, the others are probes
@@ -74,10 +75,6 @@ def strict_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
     yield from start_service(
         tmp_path_factory.mktemp("strict"), max_upload_bytes=65536, rate_limit=1.0, rate_burst=3
     )
-
-
-def photo(faces_root: Path, person: str, n: int) -> Path:
-    return faces_root / person / f"{person}_{n:04d}.jpg"
 
 
 def sizes(service: Service, collection: str) -> tuple[int, int]:
