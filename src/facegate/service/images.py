@@ -95,9 +95,9 @@ async def read_images(
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
     if media == MULTIPART:
-        params, images = await _read_multipart(request, model, fields, max_images)
+        params, images = await read_multipart(request, model, fields, max_images)
     elif media == "application/json" or media.endswith("+json"):
-        params, images = await _read_json(request, model, fields, max_images)
+        params, images = await read_json(request, model, fields, max_images)
     else:
         raise Problem(
             415,
@@ -128,7 +128,7 @@ async def read_images(
     return params, images
 
 
-async def _read_multipart(
+async def read_multipart(
     request: Request, model: type[P], fields: tuple[ImageField, ...], max_images: int
 ) -> tuple[P, dict[str, list[Upload]]]:
     by_name = {n: f for f in fields for n in (f.name, *f.aliases)}
@@ -193,7 +193,7 @@ async def _read_multipart(
     return _params(model, values), images
 
 
-async def _read_json(
+async def read_json(
     request: Request, model: type[P], fields: tuple[ImageField, ...], max_images: int
 ) -> tuple[P, dict[str, list[Upload]]]:
     body = await request.body()

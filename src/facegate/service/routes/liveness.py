@@ -27,8 +27,8 @@ from facegate.service.images import (
     MULTIPART,
     ImageField,
     Upload,
-    _read_json,
-    _read_multipart,
+    read_json,
+    read_multipart,
 )
 from facegate.service.liveness_gate import (
     MAX_VIDEO_FRAMES,
@@ -155,9 +155,9 @@ async def _read_frames(request: Request, max_files: int) -> dict[str, list[Uploa
     """The request's images and video (multipart parts or base64 JSON), at least one."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == MULTIPART:
-        _, found = await _read_multipart(request, FramesParams, FRAME_FIELDS, max_files)
+        _, found = await read_multipart(request, FramesParams, FRAME_FIELDS, max_files)
     elif media == "application/json" or media.endswith("+json"):
-        _, found = await _read_json(request, FramesParams, FRAME_FIELDS, max_files)
+        _, found = await read_json(request, FramesParams, FRAME_FIELDS, max_files)
     else:
         raise Problem(
             415,
