@@ -245,3 +245,8 @@ class Event:
     track_id: int | None = None
     reason: str | None = None
     door: str | None = None
+    has_snapshot: bool = False  # as stored (snapshot may be left sealed in listings)
+
+    def __post_init__(self) -> None:
+        if self.snapshot is not None:
+            object.__setattr__(self, "has_snapshot", True)

@@ -521,9 +521,12 @@ class SqlStore:
         since: datetime | None = None,
         until: datetime | None = None,
         offset: int = 0,
+        snapshots: bool = True,
     ) -> list[Event]:
         """Events, newest first, filtered by whichever of the arguments are given
-        (``since`` inclusive, ``until`` exclusive; ``collection_ids``: any of these)."""
+        (``since`` inclusive, ``until`` exclusive; ``collection_ids``: any of these).
+        ``snapshots=False``: snapshots are not decrypted (``has_snapshot`` still says
+        whether there is one), for listings that never show them."""
         query = select(events).order_by(events.c.at.desc(), events.c.id).limit(limit)
         conditions = [
             column == value
@@ -544,7 +547,7 @@ class SqlStore:
             conditions.append(events.c.at < until)
         query = query.where(*conditions).offset(offset)
         with self.engine.connect() as conn:
-            return [self._event_row(r) for r in conn.execute(query)]
+            return [self._event_row(r, snapshots) for r in conn.execute(query)]
 
     def get_event(self, event_id: str) -> Event | None:
         """One event by id, its snapshot unsealed; None if there is no such event."""
@@ -552,7 +555,7 @@ class SqlStore:
             r = conn.execute(select(events).where(events.c.id == event_id)).first()
         return None if r is None else self._event_row(r)
 
-    def _event_row(self, r: Any) -> Event:
+    def _event_row(self, r: Any, unseal: bool = True) -> Event:
         return Event(
             id=r.id,
             at=as_utc(r.at),
@@ -564,12 +567,13 @@ class SqlStore:
             quality=r.quality,
             snapshot=(
                 self._unseal(r.key_id, r.snapshot, snapshot_aad(r.id))
-                if r.snapshot is not None
+                if r.snapshot is not None and unseal
                 else None
             ),
             track_id=r.track_id,
             reason=r.reason,
             door=r.door,
+            has_snapshot=r.snapshot is not None,
         )
 
     def sweep_events(self, events_before: datetime, snapshots_before: datetime) -> tuple[int, int]:

@@ -546,7 +546,7 @@ class EventPublic(BaseModel):
             track_id=event.track_id,
             reason=event.reason,
             door=event.door,
-            has_snapshot=event.snapshot is not None,
+            has_snapshot=event.has_snapshot,
         )
 
 

@@ -90,6 +90,7 @@ def list_events(
         since=as_utc_query(since, "since"),
         until=as_utc_query(until, "until"),
         offset=offset,
+        snapshots=False,  # the listing only says whether there is one
     )
     names = subject_names(state.store, found)
     items = [EventPublic.of(e, names.get(e.subject_id or "")) for e in found]
