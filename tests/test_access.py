@@ -18,8 +18,9 @@ from facegate.errors import PolicyError
 from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.records import Collection, Subject
 from facegate.gallery.sqlite_store import SQLiteStore
-from facegate.policy.access import (
-    AccessPolicy,
+from facegate.policy.access import AccessPolicy
+from facegate.policy.access_document import load_access_policy, parse_access_policy
+from facegate.policy.access_model import (
     AccessPolicyError,
     AccessReason,
     Direction,
@@ -30,8 +31,6 @@ from facegate.policy.access import (
     Rule,
     StoredPresence,
     ZonePresence,
-    load_access_policy,
-    parse_access_policy,
 )
 from facegate.policy.schedule import Schedule
 from helpers import TEST_CONSENT
@@ -563,6 +562,6 @@ def test_doors_are_checked_against_the_installation(
 
 def test_the_collection_pattern_matches_the_gallery() -> None:
     from facegate.gallery import records
-    from facegate.policy.access import COLLECTION_PATTERN
+    from facegate.policy.access_model import COLLECTION_PATTERN
 
     assert COLLECTION_PATTERN.pattern == records._COLLECTION_NAME.pattern

@@ -22,7 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from brokers import MOSQUITTO, MosquittoBroker, wait_until
 from facegate.config import EventSettings, MqttSettings, ServiceSettings, Settings
-from facegate.policy.access import parse_access_policy
+from facegate.policy.access_document import parse_access_policy
 from facegate.service.app import create_app
 from facegate.service.state import BOOTSTRAP_KEY_FILE, ServiceState
 from helpers import CONSENT_JSON, problem, running_server

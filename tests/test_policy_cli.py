@@ -124,6 +124,11 @@ def test_a_bad_file_names_every_problem_and_changes_nothing(data_dir: Path, tmp_
         odd.write_text(content)
         done = facegate("policy", "apply", odd, "--json", data_dir=data_dir)
         assert done.returncode == 6 and "Traceback" not in done.stderr, (content, done.stderr)
+    unplugged = tmp_path / "camera.toml"
+    unplugged.write_text(GOOD + "camera = 'kiosk-cam'\n")  # no such camera in the settings
+    done = facegate("policy", "apply", unplugged, "--json", data_dir=data_dir)
+    assert done.returncode == 6
+    assert "quotas[0].camera: no camera named 'kiosk-cam'" in json.loads(done.stdout)["message"]
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[[lifts]]\nname = 'a'\n")
     done = facegate("policy", "apply", unknown, "--json", data_dir=data_dir)

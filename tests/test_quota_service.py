@@ -264,6 +264,26 @@ def test_an_unknown_quota_is_404(service: Service, faces_root: Path) -> None:
     )
 
 
+def test_an_anonymous_quota_bound_to_a_camera_is_claimed_only_by_it(
+    service: Service, faces_root: Path
+) -> None:
+    # Stored while the camera was configured (this service runs no cameras).
+    service.state.applications.put_document(
+        "quotas", {"quotas": [SNACK | {"name": "kiosk", "camera": "kiosk-cam"}]}, "tests"
+    )
+    body = problem(
+        service.claim("kiosk", photo(faces_root, "Colin_Powell", 1)), 409, "quota-bound-to-camera"
+    )
+    assert "kiosk-cam" in body["detail"]
+    assert service.state.quota_counter.faces("kiosk") == 0
+    refused = service.call(
+        "PUT", "/v1/quotas", json={"quotas": [SNACK, SNACK | {"name": "b", "camera": "no/"}]}
+    )
+    assert "quotas[1].camera" in problem(refused, 422, "invalid-policy")["detail"]
+    refused = service.call("PUT", "/v1/quotas", json={"quotas": [SNACK | {"camera": "cam"}]})
+    assert "no camera named 'cam'" in problem(refused, 422, "invalid-policy")["detail"]
+
+
 # --- enrolled -------------------------------------------------------------------------------------
 def test_enrolled_quota_counts_per_subject_and_survives_a_restart(
     tmp_path_factory: pytest.TempPathFactory, faces_root: Path

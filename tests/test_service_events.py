@@ -318,7 +318,9 @@ def test_openapi_describes_the_new_operations(site: Site) -> None:
         "unknown",
         "track_ended",
         "access",
+        "quota",
     }
+    assert {"door", "quota"} <= {p["name"] for p in listing["parameters"]}
     snapshot = spec["paths"]["/v1/events/{event_id}/snapshot"]["get"]
     assert "image/jpeg" in snapshot["responses"]["200"]["content"]
     assert "/v1/cameras" in spec["paths"]

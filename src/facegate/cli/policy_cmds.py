@@ -19,8 +19,13 @@ from facegate.errors import PolicyError
 from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.opening import open_store
-from facegate.policy.access import SECTIONS, parse_access_policy, read_policy_file
-from facegate.policy.quota import QUOTAS_DOCUMENT, check_collections, parse_quotas
+from facegate.policy.access_document import SECTIONS, parse_access_policy, read_policy_file
+from facegate.policy.quota import (
+    QUOTAS_DOCUMENT,
+    check_cameras,
+    check_collections,
+    parse_quotas,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Access rules and quotas (declarative files).")
 ACCESS_DOCUMENT = "access"
@@ -59,7 +64,9 @@ def apply(
         if access is not None:  # every problem of the file at once, all before writing
             parse_access_policy(access, cameras=cameras, collections=collections)
         if quotas is not None:
-            check_collections(parse_quotas(quotas), store.list_collections())
+            quota_set = parse_quotas(quotas)
+            check_collections(quota_set, store.list_collections())
+            check_cameras(quota_set, cameras)
         written: dict[str, int] = {}
         if not dry_run:
             applications = ApplicationStore(store.engine)

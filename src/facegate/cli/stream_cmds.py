@@ -28,6 +28,8 @@ _COLOURS = {
     EventKind.IDENTIFIED: "bold green",
     EventKind.UNKNOWN: "yellow",
     EventKind.TRACK_ENDED: "dim",
+    EventKind.ACCESS: "magenta",
+    EventKind.QUOTA: "blue",
 }
 
 
@@ -64,7 +66,12 @@ class PrintSink:
                 who += f" similarity {event.similarity:.3f} ({event.shots} shots)"
             if event.kind is EventKind.UNKNOWN and event.reason:
                 who += f": {escape(event.reason)}"
-            colour = _COLOURS[event.kind]
+            if event.door is not None or event.quota is not None:
+                at = f"door {event.door}" if event.door is not None else f"quota {event.quota}"
+                who += f" {escape(at)}: {escape(event.reason or '')}"
+                if event.retry_after_s is not None:
+                    who += f" (retry after {event.retry_after_s:.0f} s)"
+            colour = _COLOURS.get(event.kind, "white")
             line = f"{event.stream_time:8.2f}s track {event.track_id:<4} [{colour}]{event.kind}[/]"
             console.print(line + who, soft_wrap=True)
 

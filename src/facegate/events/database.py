@@ -30,6 +30,7 @@ def as_record(event: StreamEvent) -> Event:
         track_id=event.track_id,
         reason=event.reason,
         door=event.door,
+        quota=event.quota,
     )
 
 

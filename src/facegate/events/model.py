@@ -25,6 +25,11 @@ class EventKind(StrEnum):
     # decision code) are set; from a camera it carries the camera and track, from the API
     # ``camera`` is "api" and ``track_id`` 0. On ``allowed`` it is the door's open command.
     ACCESS = "access"
+    # A quota claimed by a camera for a decided track: ``quota``, ``allowed`` (granted)
+    # and ``reason`` (within_limit, limit_reached, unknown_person) are set, and
+    # ``retry_after_s`` when denied for the limit. An anonymous quota's event names no
+    # subject and carries no similarity. On a granted claim it is the dispenser's command.
+    QUOTA = "quota"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,9 @@ class StreamEvent:
     bbox: tuple[float, float, float, float] | None = None
     shot_time: float | None = None  # stream position of the best shot (decisions only)
     door: str | None = None  # access events
-    allowed: bool | None = None  # access events
+    allowed: bool | None = None  # access events: the door opens; quota events: granted
+    quota: str | None = None  # quota events
+    retry_after_s: float | None = None  # quota events denied for the limit
     id: str = field(default_factory=new_id)
     snapshot: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -60,10 +67,13 @@ class StreamEvent:
             raise ValueError("event time must be timezone-aware (UTC)")
         if self.kind is EventKind.IDENTIFIED and not self.subject_id:
             raise ValueError("an identified event names its subject")
-        if self.kind not in (EventKind.IDENTIFIED, EventKind.ACCESS) and self.subject_id:
+        named = (EventKind.IDENTIFIED, EventKind.ACCESS, EventKind.QUOTA)
+        if self.kind not in named and self.subject_id:
             raise ValueError(f"a {self.kind} event names no subject")
         if (self.kind is EventKind.ACCESS) != (self.door is not None):
             raise ValueError("access events, and only they, name a door")
+        if (self.kind is EventKind.QUOTA) != (self.quota is not None):
+            raise ValueError("quota events, and only they, name a quota")
 
     def payload(self) -> dict[str, Any]:
         """The JSON body sent to webhooks and MQTT (no snapshot, no embedding)."""
@@ -85,6 +95,8 @@ class StreamEvent:
             "shot_time": None if self.shot_time is None else round(self.shot_time, 3),
             "door": self.door,
             "allowed": self.allowed,
+            "quota": self.quota,
+            "retry_after_s": None if self.retry_after_s is None else round(self.retry_after_s, 1),
         }
 
     def to_json(self) -> bytes:

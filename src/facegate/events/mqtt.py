@@ -1,5 +1,6 @@
 """MQTT sink: publish each event's JSON to ``<prefix>/cameras/<camera>/events`` and, when a
-subject is named, ``<prefix>/subjects/<subject id>/events``."""
+subject is named, ``<prefix>/subjects/<subject id>/events``; access decisions also to
+``<prefix>/doors/<door>/decisions``, quota claims to ``<prefix>/quotas/<quota>/claims``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def event_topics(prefix: str, event: StreamEvent) -> list[str]:
     topics = [f"{base}/cameras/{topic_level(event.camera)}/events"]
     if event.door is not None:  # a door controller listens here for its open command
         topics.append(f"{base}/doors/{topic_level(event.door)}/decisions")
+    if event.quota is not None:  # a dispenser listens here: hand out on a granted claim
+        topics.append(f"{base}/quotas/{topic_level(event.quota)}/claims")
     if event.subject_id:
         topics.append(f"{base}/subjects/{topic_level(event.subject_id)}/events")
     return topics

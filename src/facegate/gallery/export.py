@@ -55,6 +55,7 @@ def subject_export(gallery: Gallery, audit: AuditLog, subject_id: str) -> dict[s
                     "kind": e.kind,
                     "camera": e.camera,
                     "door": e.door,
+                    "quota": e.quota,
                     "reason": e.reason,
                     "similarity": e.similarity,
                     "snapshot_jpeg_base64": base64.b64encode(e.snapshot).decode()

@@ -245,6 +245,7 @@ class Event:
     track_id: int | None = None
     reason: str | None = None
     door: str | None = None
+    quota: str | None = None
     has_snapshot: bool = False  # as stored (snapshot may be left sealed in listings)
 
     def __post_init__(self) -> None:

@@ -496,6 +496,7 @@ class SqlStore:
                     track_id=item.track_id,
                     reason=item.reason,
                     door=item.door,
+                    quota=item.quota,
                 )
             )
             if item.snapshot is not None:
@@ -516,6 +517,7 @@ class SqlStore:
         camera: str | None = None,
         kind: str | None = None,
         door: str | None = None,
+        quota: str | None = None,
         collection_id: str | None = None,
         collection_ids: Sequence[str] | None = None,
         since: datetime | None = None,
@@ -535,6 +537,7 @@ class SqlStore:
                 (events.c.camera, camera),
                 (events.c.kind, kind),
                 (events.c.door, door),
+                (events.c.quota, quota),
                 (events.c.collection_id, collection_id),
             )
             if value is not None
@@ -573,6 +576,7 @@ class SqlStore:
             track_id=r.track_id,
             reason=r.reason,
             door=r.door,
+            quota=r.quota,
             has_snapshot=r.snapshot is not None,
         )
 

@@ -119,6 +119,7 @@ events = Table(
     Column("track_id", Integer),
     Column("reason", String(300)),
     Column("door", String(64)),  # access decisions
+    Column("quota", String(64)),  # quota claims by a camera
     Index("ix_events_camera_at", "camera", "at"),
 )
 

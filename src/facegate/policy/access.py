@@ -1,10 +1,12 @@
-"""Access control for doors and zones: the policy model and its decision engine.
+"""Access control for doors and zones: the decision engine (``AccessPolicy``).
 
 Pure logic over an identification result: the caller identifies the face (against the
 door's ``collection``), then asks ``AccessPolicy.decide`` whether that person may pass
-that door now. Nothing here knows about HTTP or cameras; zone presence (anti-passback) is
-read and written through the small ``ZonePresence`` protocol, kept in memory
-(``MemoryPresence``) or in the database (``StoredPresence`` on ``ApplicationStore``).
+that door now. Nothing here knows about HTTP or cameras. The parts a policy is built of
+(doors, groups, rules, zone presence) are in ``access_model``; reading a policy document
+is ``access_document``, which shares the cross-reference checks here
+(``reference_problems``, ``environment_problems``); ``AccessPolicy.to_document`` writes
+the document back.
 
 The checks, in order; the first that fails decides, with its reason:
 
@@ -31,344 +33,31 @@ the rule behind ``allowed``, ``denied_by_rule`` and ``outside_schedule``, else N
 
 from __future__ import annotations
 
-import json
-import re
-import threading
-import tomllib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from itertools import groupby
-from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-
-from facegate.errors import PolicyError
-from facegate.gallery.applications import ApplicationStore
-from facegate.policy.schedule import (
-    Schedule,
-    ScheduleDoc,
-    build_schedule,
-    describe_errors,
-    schedule_problems,
+from facegate.policy.access_model import (
+    ANY,
+    GROUP_PREFIX,
+    SUBJECT_PREFIX,
+    AccessDecision,
+    AccessPolicyError,
+    AccessReason,
+    Direction,
+    Door,
+    Effect,
+    Group,
+    Identity,
+    Rule,
+    ZonePresence,
+    check_name,
+    check_who,
+    group_of,
 )
-
-# Doors, zones, groups, schedules and rule ids: safe in a URL path segment, an MQTT topic
-# level and the events table (64 characters).
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-NAME_EXPECTED = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
-# As gallery.records.Collection and config.CameraSettings.
-COLLECTION_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-COLLECTION_EXPECTED = "1-64 characters a-z, 0-9, '_' or '-', starting with a letter or digit"
-CAMERA_PATTERN = NAME_PATTERN
-ANY = "*"
-GROUP_PREFIX = "group:"
-SUBJECT_PREFIX = "subject:"
-MAX_REF = 200  # external ids are at most 200 characters
-MAX_PRIORITY = 1_000_000
-SECTIONS = ("doors", "groups", "schedules", "rules")
-
-
-class Direction(StrEnum):
-    IN = "in"  # an entry into the door's zone
-    OUT = "out"  # an exit from it
-    BOTH = "both"  # either way; cannot tell which, so records no presence
-
-
-class Effect(StrEnum):
-    ALLOW = "allow"
-    DENY = "deny"
-
-
-class AccessReason(StrEnum):
-    """Why a decision came out as it did (the ``reason`` of access events)."""
-
-    ALLOWED = "allowed"
-    UNKNOWN_DOOR = "unknown_door"
-    LOW_QUALITY = "low_quality"
-    UNKNOWN_PERSON = "unknown_person"
-    DENIED_BY_RULE = "denied_by_rule"
-    OUTSIDE_SCHEDULE = "outside_schedule"
-    NOT_IN_GROUP = "not_in_group"
-    LIVENESS_REQUIRED = "liveness_required"
-    ANTI_PASSBACK = "anti_passback"
-
-
-# --- the model ------------------------------------------------------------------------------
-class AccessPolicyError(PolicyError):
-    """An access policy (or one of its parts, ``what``) that cannot be used; ``problems``
-    lists each bad field as ``path: what was expected`` (``doors[0].direction: ...``)."""
-
-    def __init__(self, problems: Sequence[str], what: str = "access policy") -> None:
-        self.problems = tuple(problems)
-        super().__init__(f"invalid {what}: " + "; ".join(self.problems))
-
-
-def _check_name(value: Any, what: str, pattern: re.Pattern[str] = NAME_PATTERN) -> str | None:
-    """None if ``value`` is a valid name, else what is wrong with it."""
-    if not isinstance(value, str) or not pattern.match(value):
-        expected = COLLECTION_EXPECTED if pattern is COLLECTION_PATTERN else NAME_EXPECTED
-        return f"expected a {what} ({expected}), got {value!r}"
-    return None
-
-
-def _check_ref(value: Any) -> str | None:
-    if (
-        not isinstance(value, str)
-        or not 0 < len(value.strip()) <= MAX_REF
-        or value != value.strip()
-    ):
-        return (
-            f"expected a subject id or external id of 1-{MAX_REF} characters without "
-            f"surrounding spaces, got {value!r}"
-        )
-    return None
-
-
-def _check_who(value: Any) -> str | None:
-    expected = "expected '*', a group name, 'group:NAME' or 'subject:ID-OR-EXTERNAL-ID'"
-    if not isinstance(value, str):
-        return f"{expected}, got {value!r}"
-    if value == ANY:
-        return None
-    if value.startswith(SUBJECT_PREFIX):
-        problem = _check_ref(value.removeprefix(SUBJECT_PREFIX))
-        return None if problem is None else f"{expected}: {problem}"
-    name = value.removeprefix(GROUP_PREFIX)
-    if not NAME_PATTERN.match(name):
-        return f"{expected}; a group name is {NAME_EXPECTED}; got {value!r}"
-    return None
-
-
-def group_of(who: str) -> str | None:
-    """The group a ``who`` entry names (None: ``*`` or a subject)."""
-    if who == ANY or who.startswith(SUBJECT_PREFIX):
-        return None
-    return who.removeprefix(GROUP_PREFIX)
-
-
-@dataclass(frozen=True, slots=True)
-class Door:
-    """A door (or turnstile, gate) controlled by face identification.
-
-    ``collection``: the gallery its faces are identified against. ``camera``: the camera
-    (a name from the settings) whose events drive it, if any. ``zone``: the area it leads
-    into (``in``) or out of (``out``); ``anti_passback``: refuse a second entry into the
-    zone without an exit in between (``in`` and ``out`` doors only, with a zone).
-    ``min_quality``: probes below this quality (0..1) are refused as ``low_quality``.
-    """
-
-    name: str
-    collection: str
-    camera: str | None = None
-    zone: str | None = None
-    direction: Direction = Direction.BOTH
-    anti_passback: bool = False
-    liveness_required: bool = False
-    min_quality: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.direction in tuple(Direction):
-            object.__setattr__(self, "direction", Direction(self.direction))
-        problems = door_problems(self)
-        if problems:
-            raise AccessPolicyError(problems, f"door {self.name!r}")
-
-
-def door_problems(door: Door) -> list[str]:
-    """What is wrong with ``door`` as ``field: why`` (empty: nothing)."""
-    problems = []
-    for name, what, pattern in (
-        ("name", "door name", NAME_PATTERN),
-        ("collection", "collection name", COLLECTION_PATTERN),
-    ):
-        problem = _check_name(getattr(door, name), what, pattern)
-        if problem:
-            problems.append(f"{name}: {problem}")
-    for name, what in (("camera", "camera name"), ("zone", "zone name")):
-        value = getattr(door, name)
-        problem = None if value is None else _check_name(value, what, NAME_PATTERN)
-        if problem:
-            problems.append(f"{name}: {problem}")
-    if door.direction not in tuple(Direction):
-        problems.append(f"direction: expected 'in', 'out' or 'both', got {door.direction!r}")
-    if door.anti_passback and door.zone is None:
-        problems.append("anti_passback: needs the door's zone (zone = '...')")
-    if door.anti_passback and door.direction == Direction.BOTH:
-        problems.append(
-            "anti_passback: needs direction 'in' (an entry) or 'out' (an exit); a 'both' "
-            "door cannot tell an entry from an exit"
-        )
-    quality = door.min_quality
-    if quality is not None and (
-        isinstance(quality, bool) or not isinstance(quality, int | float) or not 0 <= quality <= 1
-    ):
-        problems.append(f"min_quality: expected a number from 0 to 1, got {quality!r}")
-    return problems
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """People named by subject id and/or external id (the caller's own key)."""
-
-    name: str
-    members: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "members", tuple(self.members))
-        problems = [p for p in (_check_name(self.name, "group name"),) if p]
-        problems += [
-            f"members[{i}]: {p}" for i, m in enumerate(self.members) if (p := _check_ref(m))
-        ]
-        if problems:
-            raise AccessPolicyError(problems, f"group {self.name!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """``effect`` for ``who`` at ``doors`` (``("*",)``: every door), while ``schedule``
-    (a schedule's name) is open, at ``priority`` (higher first). ``id``: an optional name
-    that decisions and logs quote."""
-
-    effect: Effect
-    doors: tuple[str, ...]
-    who: tuple[str, ...]
-    schedule: str | None = None
-    priority: int = 0
-    id: str | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "doors", tuple(self.doors))
-        object.__setattr__(self, "who", tuple(self.who))
-        if self.effect in tuple(Effect):
-            object.__setattr__(self, "effect", Effect(self.effect))
-        problems = rule_problems(self)
-        if problems:
-            raise AccessPolicyError(problems, "rule" + (f" {self.id!r}" if self.id else ""))
-
-    def names_door(self, door: str) -> bool:
-        return self.doors == (ANY,) or door in self.doors
-
-
-def rule_problems(rule: Rule) -> list[str]:
-    problems = []
-    if rule.effect not in tuple(Effect):
-        problems.append(f"effect: expected 'allow' or 'deny', got {rule.effect!r}")
-    if not rule.doors:
-        problems.append("doors: expected door names or ['*'], got an empty list")
-    for i, door in enumerate(rule.doors):
-        problem = None if door == ANY else _check_name(door, "door name or '*'")
-        if problem:
-            problems.append(f"doors[{i}]: {problem}")
-    if ANY in rule.doors and len(rule.doors) > 1:
-        problems.append("doors: '*' (every door) stands alone")
-    if not rule.who:
-        problems.append("who: expected group names, 'subject:...' entries or ['*'], got []")
-    problems += [f"who[{i}]: {p}" for i, w in enumerate(rule.who) if (p := _check_who(w))]
-    if ANY in rule.who and len(rule.who) > 1:
-        problems.append("who: '*' (anyone identified) stands alone")
-    if rule.schedule is not None and (p := _check_name(rule.schedule, "schedule name")):
-        problems.append(f"schedule: {p}")
-    if rule.id is not None and (p := _check_name(rule.id, "rule id")):
-        problems.append(f"id: {p}")
-    if (
-        isinstance(rule.priority, bool)
-        or not isinstance(rule.priority, int)
-        or not -MAX_PRIORITY <= rule.priority <= MAX_PRIORITY
-    ):
-        problems.append(
-            f"priority: expected an integer from {-MAX_PRIORITY} to {MAX_PRIORITY}, "
-            f"got {rule.priority!r}"
-        )
-    return problems
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who was identified: the subject id and the subject's external id (if any)."""
-
-    subject_id: str
-    external_id: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.subject_id, str) or not self.subject_id:
-            raise ValueError(f"subject_id must be a non-empty string, got {self.subject_id!r}")
-
-    @property
-    def refs(self) -> frozenset[str]:
-        """What a group member or ``subject:`` entry may name them by."""
-        if self.external_id:
-            return frozenset((self.subject_id, self.external_id))
-        return frozenset((self.subject_id,))
-
-
-@dataclass(frozen=True, slots=True)
-class AccessDecision:
-    """The answer at one door for one passer-by at ``at``.
-
-    ``rule``/``rule_id``: the index in ``AccessPolicy.rules`` (and the id, if it has one) of
-    the rule behind ``allowed``, ``denied_by_rule`` and ``outside_schedule``; None for the
-    other reasons. ``detail``: one sentence for logs and operators.
-    """
-
-    door: str
-    allowed: bool
-    reason: AccessReason
-    subject_id: str | None
-    rule: int | None
-    rule_id: str | None
-    at: datetime
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        if self.allowed != (self.reason is AccessReason.ALLOWED):
-            raise ValueError(f"allowed={self.allowed} contradicts reason {self.reason}")
-        if self.at.tzinfo is None:
-            raise ValueError("a decision's time must be timezone-aware")
-
-
-# --- zone presence (anti-passback) ----------------------------------------------------------
-class ZonePresence(Protocol):
-    """Who is inside which zone. ``decide`` reads it for anti-passback and, on an allowed
-    decision at an ``in`` or ``out`` door with a zone, writes the movement."""
-
-    def is_inside(self, subject_id: str, zone: str) -> bool: ...
-
-    def record(self, subject_id: str, zone: str, inside: bool, at: datetime) -> None: ...
-
-
-class MemoryPresence:
-    """Zone presence in this process's memory (tests, single-process tools)."""
-
-    def __init__(self) -> None:
-        self._inside: dict[tuple[str, str], tuple[bool, datetime]] = {}
-        self._lock = threading.Lock()
-
-    def is_inside(self, subject_id: str, zone: str) -> bool:
-        with self._lock:
-            found = self._inside.get((subject_id, zone))
-        return found is not None and found[0]
-
-    def record(self, subject_id: str, zone: str, inside: bool, at: datetime) -> None:
-        with self._lock:
-            self._inside[(subject_id, zone)] = (inside, at)
-
-
-class StoredPresence:
-    """Zone presence in the gallery's database (``zone_presence``): shared by every
-    process on the same database, erased with the subject."""
-
-    def __init__(self, store: ApplicationStore) -> None:
-        self.store = store
-
-    def is_inside(self, subject_id: str, zone: str) -> bool:
-        found = self.store.presence(subject_id, zone)
-        return found is not None and found.inside
-
-    def record(self, subject_id: str, zone: str, inside: bool, at: datetime) -> None:
-        self.store.set_presence(subject_id, zone, inside, at)
+from facegate.policy.schedule import Schedule
 
 
 # --- the policy -----------------------------------------------------------------------------
@@ -430,20 +119,20 @@ def reference_problems(
     doors, groups, schedules = set(door_names), set(group_names), set(schedule_names)
     for i, rule in rules:
         for j, door in enumerate(rule.doors):
-            if door == ANY or _check_name(door, "door") is not None:
+            if door == ANY or check_name(door, "door") is not None:
                 continue
             if door not in doors:
                 problems.append(
                     f"rules[{i}].doors[{j}]: unknown door {door!r} (doors: {_known(door_names)})"
                 )
         for j, who in enumerate(rule.who):
-            group = group_of(who) if _check_who(who) is None else None
+            group = group_of(who) if check_who(who) is None else None
             if group is not None and group not in groups:
                 problems.append(
                     f"rules[{i}].who[{j}]: unknown group {group!r} (groups: "
                     f"{_known(group_names)}); name a person as 'subject:ID-OR-EXTERNAL-ID'"
                 )
-        if _check_name(rule.schedule, "schedule") is None and rule.schedule not in schedules:
+        if check_name(rule.schedule, "schedule") is None and rule.schedule not in schedules:
             problems.append(
                 f"rules[{i}].schedule: unknown schedule {rule.schedule!r} "
                 f"(schedules: {_known(schedule_names)})"
@@ -498,7 +187,7 @@ class AccessPolicy:
         problems = [
             f"schedules.{name}.name: {p}"
             for name in self.schedules
-            if (p := _check_name(name, "schedule name"))
+            if (p := check_name(name, "schedule name"))
         ]
         problems += reference_problems(
             [d.name for d in self.doors],
@@ -661,7 +350,8 @@ class AccessPolicy:
 
     # --- documents ------------------------------------------------------------------------
     def to_document(self) -> dict[str, Any]:
-        """The policy as a JSON/TOML-ready document; ``parse_access_policy`` reads it back
+        """The policy as a JSON/TOML-ready document; ``parse_access_policy`` (in
+        ``access_document``) reads it back
         to an equal policy. Unset optional fields are left out (TOML has no null)."""
         return {
             "doors": [_door_document(d) for d in self.doors],
@@ -693,197 +383,3 @@ def _rule_document(rule: Rule) -> dict[str, Any]:
         document["schedule"] = rule.schedule
     document["priority"] = rule.priority
     return document
-
-
-# --- parsing --------------------------------------------------------------------------------
-def _validated(check: Callable[[Any], str | None]) -> Callable[[Any], Any]:
-    def validate(value: Any) -> Any:
-        problem = check(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    return validate
-
-
-Name = Annotated[str, AfterValidator(_validated(lambda v: _check_name(v, "name")))]
-DoorName = Annotated[str, AfterValidator(_validated(lambda v: _check_name(v, "door name")))]
-CollectionName = Annotated[
-    str,
-    AfterValidator(_validated(lambda v: _check_name(v, "collection name", COLLECTION_PATTERN))),
-]
-Ref = Annotated[str, AfterValidator(_validated(_check_ref))]
-Who = Annotated[str, AfterValidator(_validated(_check_who))]
-DoorRef = Annotated[
-    str,
-    AfterValidator(_validated(lambda v: None if v == ANY else _check_name(v, "door name or '*'"))),
-]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class DoorDoc(_Strict):
-    name: DoorName
-    collection: CollectionName = Field(..., description="The gallery faces are identified in.")
-    camera: Name | None = Field(None, description="A camera of the settings that drives it.")
-    zone: Name | None = Field(None, description="The area it leads into (in) or out of (out).")
-    direction: Literal["in", "out", "both"] = "both"
-    anti_passback: bool = False
-    liveness_required: bool = False
-    min_quality: float | None = Field(None, ge=0, le=1)
-
-    def build(self) -> Door:
-        return Door(
-            self.name,
-            self.collection,
-            self.camera,
-            self.zone,
-            Direction(self.direction),
-            self.anti_passback,
-            self.liveness_required,
-            self.min_quality,
-        )
-
-
-class GroupDoc(_Strict):
-    name: Name
-    members: list[Ref] = Field(default_factory=list, description="Subject or external ids.")
-
-    def build(self) -> Group:
-        return Group(self.name, tuple(self.members))
-
-
-class NamedScheduleDoc(ScheduleDoc):
-    name: Name
-
-
-class RuleDoc(_Strict):
-    id: Name | None = None
-    effect: Literal["allow", "deny"]
-    doors: list[DoorRef] = Field(..., min_length=1)
-    who: list[Who] = Field(..., min_length=1)
-    schedule: Name | None = None
-    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
-
-    def build(self) -> Rule:
-        return Rule(
-            Effect(self.effect),
-            tuple(self.doors),
-            tuple(self.who),
-            self.schedule,
-            self.priority,
-            self.id,
-        )
-
-
-_DOCS: dict[str, type[BaseModel]] = {
-    "doors": DoorDoc,
-    "groups": GroupDoc,
-    "schedules": NamedScheduleDoc,
-    "rules": RuleDoc,
-}
-
-
-def _raw_name(item: Any) -> str | None:
-    name = item.get("name") if isinstance(item, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def parse_access_policy(
-    data: Any,
-    *,
-    cameras: Mapping[str, str] | None = None,
-    collections: Collection[str] | None = None,
-) -> AccessPolicy:
-    """The policy of a document (parsed JSON or TOML): ``{"doors": [...], "groups": [...],
-    "schedules": [...], "rules": [...]}``, every section optional.
-
-    ``cameras`` (camera name -> its collection) and ``collections`` (names that exist),
-    when given, are checked against the doors. Raises ``AccessPolicyError`` (a
-    ``PolicyError``, code ``invalid_policy``) naming every bad field path and what was
-    expected, all at once.
-    """
-    if not isinstance(data, Mapping):
-        raise AccessPolicyError(
-            [f"document: expected an object with {', '.join(SECTIONS)}, got {type(data).__name__}"]
-        )
-    problems = [
-        f"{key}: unknown section (expected {', '.join(SECTIONS)})"
-        for key in data
-        if key not in SECTIONS
-    ]
-    parsed: dict[str, list[tuple[int, Any]]] = {s: [] for s in SECTIONS}
-    raw: dict[str, list[Any]] = {s: [] for s in SECTIONS}
-    for section, model in _DOCS.items():
-        if section not in data:
-            continue
-        items = data[section]
-        if isinstance(items, str | bytes) or not isinstance(items, Sequence):
-            problems.append(f"{section}: expected a list, got {type(items).__name__}")
-            continue
-        raw[section] = list(items)
-        for i, item in enumerate(items):
-            where = f"{section}[{i}]"
-            try:
-                doc = model.model_validate(item)
-            except ValidationError as error:
-                problems += describe_errors(error, where)
-                continue
-            if isinstance(doc, NamedScheduleDoc):
-                found = schedule_problems(doc, where)
-                if found:
-                    problems += found
-                    continue
-                parsed[section].append((i, (doc.name, build_schedule(doc))))
-            elif isinstance(doc, DoorDoc | GroupDoc | RuleDoc):
-                try:
-                    parsed[section].append((i, doc.build()))
-                except AccessPolicyError as error:
-                    problems += [f"{where}.{p}" for p in error.problems]
-    problems += reference_problems(
-        [_raw_name(d) for d in raw["doors"]],
-        [_raw_name(g) for g in raw["groups"]],
-        [_raw_name(s) for s in raw["schedules"]],
-        enumerate(RuleRefs.of_raw(r) for r in raw["rules"]),
-    )
-    problems += environment_problems(parsed["doors"], cameras=cameras, collections=collections)
-    if problems:
-        raise AccessPolicyError(problems)
-    return AccessPolicy(
-        doors=tuple(d for _, d in parsed["doors"]),
-        groups=tuple(g for _, g in parsed["groups"]),
-        schedules=dict(s for _, s in parsed["schedules"]),
-        rules=tuple(r for _, r in parsed["rules"]),
-    )
-
-
-def read_policy_file(path: Path) -> dict[str, Any]:
-    """A policy document from a ``.toml`` or ``.json`` file (PolicyError if it cannot be
-    read or parsed; pass the result to ``parse_access_policy``)."""
-    try:
-        text = path.read_bytes()
-    except OSError as error:
-        raise PolicyError(f"cannot read the policy file {path}: {error.strerror}") from None
-    try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(text.decode("utf-8"))
-        if path.suffix.lower() == ".json":
-            loaded = json.loads(text)
-            if not isinstance(loaded, dict):
-                raise ValueError("the document must be a JSON object")
-            return loaded
-    except (ValueError, UnicodeDecodeError) as error:  # TOMLDecodeError, JSONDecodeError
-        raise PolicyError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from None
-    raise PolicyError(f"{path}: expected a .toml or .json file")
-
-
-def load_access_policy(
-    path: Path,
-    *,
-    cameras: Mapping[str, str] | None = None,
-    collections: Collection[str] | None = None,
-) -> AccessPolicy:
-    """``parse_access_policy`` of a ``.toml`` or ``.json`` file."""
-    return parse_access_policy(read_policy_file(path), cameras=cameras, collections=collections)

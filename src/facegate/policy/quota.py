@@ -17,6 +17,9 @@ Two modes:
   remembered one. Each remembered face is dropped ``window_s`` after its claim (by a
   background thread, and on every access), and all of them when the process stops.
 
+A quota can be bound to a camera (``camera``): its worker claims the quota once for
+every track it decides (stream/quotas.py), as the API does for one photo.
+
 Definitions are plain data (a list of dicts, e.g. from JSON or TOML) checked by
 :func:`parse_quotas`, which raises :class:`InvalidQuotaError` naming every bad field.
 Nothing here imports the service: the command line can check and store a document too.
@@ -57,6 +60,7 @@ QuotaReason = Literal["within_limit", "limit_reached", "unknown_person"]
 QUOTAS_DOCUMENT = "quotas"  # the name of the definitions document in the application store
 QUOTA_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"  # goes into URLs: /v1/quotas/{name}/claim
 COLLECTION_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+CAMERA_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # as in [[cameras]]
 MAX_LIMIT = 100_000
 MAX_WINDOW_S = 366 * 24 * 3600.0  # enrolled: a year and a day
 MAX_ANONYMOUS_WINDOW_S = MAX_EPHEMERAL_TTL_S  # anonymous: as long as an ephemeral template, 7 days
@@ -115,6 +119,14 @@ class QuotaDefinition(BaseModel):
         None,
         description="Operating point of the matching, 0.01, 0.001 or 0.0001. anonymous: "
         "default 0.0001; enrolled: default the collection's own.",
+    )
+    camera: str | None = Field(
+        None,
+        pattern=CAMERA_NAME,
+        description="A camera (its [[cameras]] name) that claims this quota once for every "
+        "track it decides, e.g. the camera over a dispenser. enrolled: the camera must "
+        "identify against `collection`; claims also come through the API. anonymous: only "
+        "the camera claims it (its worker process remembers the faces).",
     )
     description: str | None = Field(None, max_length=500)
 
@@ -288,6 +300,30 @@ def check_collections(quotas: QuotaSet, collections: Iterable[Collection]) -> No
             problems.append(
                 f"quotas[{i}].collection: {quota.collection!r} is ephemeral; an enrolled quota "
                 "needs a durable collection (use mode 'anonymous' for passing faces)"
+            )
+    if problems:
+        raise InvalidQuotaError("invalid quota definitions: " + "; ".join(problems), problems)
+
+
+def check_cameras(quotas: QuotaSet, cameras: Mapping[str, str]) -> None:
+    """Each quota bound to a camera must name one of the installation's ``cameras`` (name
+    -> the collection it identifies against), and an enrolled quota's camera must
+    identify against the quota's collection. Raises InvalidQuotaError naming each quota
+    that does not."""
+    problems = []
+    for i, quota in enumerate(quotas):
+        if quota.camera is None:
+            continue
+        if quota.camera not in cameras:
+            known = ", ".join(sorted(cameras)) or "none"
+            problems.append(
+                f"quotas[{i}].camera: no camera named {quota.camera!r} in the settings "
+                f"(cameras: {known})"
+            )
+        elif quota.mode == "enrolled" and cameras[quota.camera] != quota.collection:
+            problems.append(
+                f"quotas[{i}].camera: camera {quota.camera!r} identifies against collection "
+                f"{cameras[quota.camera]!r}, not the quota's {quota.collection!r}"
             )
     if problems:
         raise InvalidQuotaError("invalid quota definitions: " + "; ".join(problems), problems)

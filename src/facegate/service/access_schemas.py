@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from facegate.policy.access import AccessReason
+from facegate.policy.access_model import AccessReason
 from facegate.service.schemas import OperatingPointPublic
 
 POLICY_EXAMPLE: dict[str, Any] = {

@@ -516,7 +516,7 @@ class EventPublic(BaseModel):
     id: str
     at: datetime
     kind: str = Field(
-        ..., description="track_started, identified, unknown, track_ended, or access."
+        ..., description="track_started, identified, unknown, track_ended, access or quota."
     )
     camera: str | None
     collection: str | None
@@ -526,9 +526,12 @@ class EventPublic(BaseModel):
     quality: float | None
     track_id: int | None
     reason: str | None = Field(
-        None, description="Why a track was decided so; for access events the decision code."
+        None,
+        description="Why a track was decided so; for access and quota events the decision "
+        "code (quota: within_limit, limit_reached or unknown_person).",
     )
     door: str | None = Field(None, description="Access events: the door.")
+    quota: str | None = Field(None, description="Quota events: the quota a camera claimed.")
     has_snapshot: bool
 
     @classmethod
@@ -546,6 +549,7 @@ class EventPublic(BaseModel):
             track_id=event.track_id,
             reason=event.reason,
             door=event.door,
+            quota=event.quota,
             has_snapshot=event.has_snapshot,
         )
 

@@ -13,7 +13,9 @@ from facegate.events.model import EventKind, StreamEvent
 from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.gallery import Gallery
-from facegate.policy.access import AccessPolicy, Identity, StoredPresence, parse_access_policy
+from facegate.policy.access import AccessPolicy
+from facegate.policy.access_document import parse_access_policy
+from facegate.policy.access_model import Identity, StoredPresence
 
 log = logging.getLogger("facegate.stream.doors")
 ACCESS_DOCUMENT = "access"

@@ -89,6 +89,7 @@ class CameraRun:
     def close(self, timeout: float = 5.0) -> None:
         self.stop()
         self._thread.join(timeout)
+        self.worker.close()
         self.publisher.close(timeout)
         self.recognizer.close()
 

@@ -29,6 +29,7 @@ from facegate.stream.cuts import CutDetector
 from facegate.stream.doors import CameraDoors
 from facegate.stream.frames import Image, VideoFrame
 from facegate.stream.judge import Shot, TrackDecision, TrackJudge, Vote
+from facegate.stream.quotas import CameraQuotas
 from facegate.stream.tracker import FaceTracker, Track
 from facegate.types import Face, Match, Verdict
 from facegate.vision.detect import YuNetDetector
@@ -104,13 +105,16 @@ class CameraWorker:
         self.tracker = FaceTracker(self.tracking)
         self.judges: dict[int, TrackJudge] = {}
         self.cuts = CutDetector(self.tracking.cut_threshold)
-        # Doors this camera drives (access policy); None without a database.
+        # Doors this camera drives and quotas it claims; None without a database.
         durable = recognizer.durable
-        self.doors = (
-            CameraDoors(camera.name, ApplicationStore(durable.engine), recognizer.gallery)
-            if durable is not None
-            else None
-        )
+        self.doors: CameraDoors | None = None
+        self.quotas: CameraQuotas | None = None
+        if durable is not None:
+            applications = ApplicationStore(durable.engine)
+            self.doors = CameraDoors(camera.name, applications, recognizer.gallery)
+            self.quotas = CameraQuotas(
+                camera.name, applications, recognizer.gallery, recognizer.model_id, clock
+            )
         self._last_index = -1
         self.counts = WorkerCounts()
         self.capture: FrameCapture | None = None
@@ -164,7 +168,7 @@ class CameraWorker:
             if track.confirmed and judge.ready():
                 decision = judge.record(self._judge_shots(judge.take()))
                 if decision is not None:
-                    events.append(self._decision_event(track, decision, frame.position))
+                    events += self._decided(track, decision, frame.position)
         for track in update.ended:
             events += self._end(track, frame.position)
         for gone in self.judges.keys() - {t.id for t in self.tracker.tracks}:
@@ -189,7 +193,7 @@ class CameraWorker:
         if judge is not None and not judge.decided:
             if judge.window:
                 judge.record(self._judge_shots(judge.take()))
-            events.append(self._decision_event(track, judge.finish(), position))
+            events += self._decided(track, judge.finish(), position)
         events.append(self._event(EventKind.TRACK_ENDED, track, position))
         return events
 
@@ -252,6 +256,15 @@ class CameraWorker:
             **details,
         )
 
+    def _decided(self, track: Track, decision: TrackDecision, position: float) -> list[StreamEvent]:
+        """The decision's event and the claims of the camera's quotas (access decisions
+        follow when the decision is published)."""
+        event = self._decision_event(track, decision, position)
+        if self.quotas is None:
+            return [event]
+        best = decision.best
+        return [event, *self.quotas.claim(event, None if best is None else best.embedding)]
+
     def _decision_event(
         self, track: Track, decision: TrackDecision, position: float
     ) -> StreamEvent:
@@ -312,6 +325,11 @@ class CameraWorker:
             reconnect_min_s=s.reconnect_min_s,
             reconnect_max_s=s.reconnect_max_s,
         )
+
+    def close(self) -> None:
+        """Forget what the worker remembers in memory (anonymous quota faces)."""
+        if self.quotas is not None:
+            self.quotas.close()
 
     def stop(self) -> None:
         self._stop.set()

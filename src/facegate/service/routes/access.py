@@ -23,14 +23,14 @@ from fastapi import APIRouter, Body, Path, Request
 from facegate.errors import EphemeralCollectionError, NoFaceError
 from facegate.events.model import EventKind, StreamEvent
 from facegate.gallery.keys import ApiKey
-from facegate.policy.access import (
+from facegate.policy.access import AccessPolicy
+from facegate.policy.access_document import parse_access_policy
+from facegate.policy.access_model import (
     NAME_PATTERN,
-    AccessPolicy,
     AccessPolicyError,
     Door,
     Identity,
     StoredPresence,
-    parse_access_policy,
 )
 from facegate.service.access_schemas import (
     POLICY_EXAMPLE,

@@ -70,6 +70,9 @@ def list_events(
     door: Annotated[
         str | None, Query(max_length=64, description="Access events: the door.")
     ] = None,
+    quota: Annotated[
+        str | None, Query(max_length=64, description="Quota events: the quota.")
+    ] = None,
     collection: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive.")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive.")] = None,
@@ -85,6 +88,7 @@ def list_events(
         camera=camera,
         kind=kind.value if kind is not None else None,
         door=door,
+        quota=quota,
         collection_id=collection,
         collection_ids=allowed,  # a restricted key sees only its collections' events
         since=as_utc_query(since, "since"),

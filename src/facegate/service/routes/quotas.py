@@ -24,6 +24,7 @@ from facegate.policy.quota import (
     QuotaDefinition,
     QuotaMemoryFullError,
     QuotaSet,
+    check_cameras,
     check_collections,
     load_quotas,
     quotas_from_document,
@@ -101,6 +102,7 @@ def put_quotas(
     def work(note: Outcome) -> QuotasPublic:
         quotas = quotas_from_document(document)
         check_collections(quotas, state.store.list_collections())
+        check_cameras(quotas, {c.name: c.collection for c in state.settings.cameras})
         stored = state.applications.put_document(
             QUOTAS_DOCUMENT, quotas.as_document(), f"key:{key.id}"
         )
@@ -169,6 +171,14 @@ async def claim(
             "unknown-quota",
             f"no quota named {name!r}; defined: {', '.join(quotas.names) or 'none'}",
             title="Unknown quota",
+        )
+    if definition.mode == "anonymous" and definition.camera is not None:
+        raise Problem(
+            409,
+            "quota-bound-to-camera",
+            f"quota {name!r} is anonymous and bound to camera {definition.camera!r}: only that "
+            "camera claims it (its worker remembers the faces, this process does not)",
+            title="Quota bound to a camera",
         )
     if definition.collection is not None:
         require_collection(key, definition.collection)
