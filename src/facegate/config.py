@@ -107,6 +107,9 @@ class ServiceSettings(BaseModel):
         10.0, ge=0, description="Requests per second per API key (token refill); 0: no limit."
     )
     rate_burst: int = Field(20, ge=1, description="Token-bucket size: requests allowed at once.")
+    session_hours: float = Field(
+        8, gt=0, le=720, description="Web UI sign-ins last this long, then ask for the key again."
+    )
 
 
 class EncryptionSettings(BaseModel):

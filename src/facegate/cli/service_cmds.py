@@ -41,7 +41,7 @@ def serve(
     """Run the HTTP service (REST API v1) and the configured cameras until interrupted."""
     import uvicorn
 
-    from facegate.service.app import create_app
+    from facegate.web.site import create_site
 
     settings = build_settings(data_dir, None, None)
     changes = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
@@ -49,7 +49,7 @@ def serve(
         settings = settings.model_copy(
             update={"service": settings.service.model_copy(update=changes)}
         )
-    app = create_app(settings)
+    app = create_site(settings)
     server = uvicorn.Server(
         uvicorn.Config(
             app,

@@ -198,6 +198,19 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 
+# Web UI sign-ins: a random token in an HttpOnly cookie, stored here only as its SHA-256,
+# with the key it stands for and the CSRF token its pages carry. In the database (not in
+# memory) so that replicas behind one address share them.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("key_id", String(16), ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -39,6 +39,11 @@ def authenticate(state: ServiceState, secret: str | None) -> ApiKey:
     key = state.keys.authenticate(secret)
     if key is None:
         raise unauthorized("the API key is unknown or revoked")
+    return charge(state, key)
+
+
+def charge(state: ServiceState, key: ApiKey) -> ApiKey:
+    """Take one token of ``key``'s rate limit; 429 when it has none left."""
     wait = state.rate.take(key.id)
     if wait > 0:
         raise Problem(

@@ -15,6 +15,7 @@ from facegate.service.auth import (
     require_scope,
     require_unrestricted,
 )
+from facegate.service.sessions import SESSION_COOKIE, session_key
 from facegate.service.state import ServiceState
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fg_...`")
@@ -41,8 +42,12 @@ def current_key(
         secret: str | None = bearer.credentials
     elif request.headers.get("authorization"):
         secret = None  # another scheme (Basic, ...): refused, not silently ignored
+    elif header_key and header_key.strip():
+        secret = header_key.strip()
+    elif request.cookies.get(SESSION_COOKIE):
+        return session_key(state, request)  # a browser signed in to the web UI
     else:
-        secret = header_key.strip() if header_key and header_key.strip() else None
+        secret = None
     return authenticate(state, secret)
 
 

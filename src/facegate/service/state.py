@@ -27,6 +27,7 @@ from facegate.gallery.memory_store import MemoryStore
 from facegate.gallery.opening import index_options, open_store
 from facegate.gallery.records import utc_now
 from facegate.gallery.retention import RetentionSweeper, SweepReport
+from facegate.gallery.sessions import SessionStore
 from facegate.policy.liveness import LivenessSessions
 from facegate.policy.quota import QuotaCounter
 from facegate.recognition import FaceMatcher, FaceRecognizer
@@ -59,6 +60,7 @@ class ServiceState:
         self.settings = settings
         self.store = open_store(settings)
         self.keys = KeyStore(self.store.engine)
+        self.sessions = SessionStore(self.store.engine)  # web UI sign-ins
         self.audit = AuditLog(self.store.engine)
         self.metrics = Metrics()
         self.rate = TokenBucket(settings.service.rate_limit, settings.service.rate_burst)
