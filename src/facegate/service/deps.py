@@ -15,6 +15,7 @@ from facegate.service.auth import (
     require_scope,
     require_unrestricted,
 )
+from facegate.service.problems import Problem
 from facegate.service.sessions import SESSION_COOKIE, session_key
 from facegate.service.state import ServiceState
 
@@ -63,6 +64,25 @@ class _Scoped:
         return key
 
 
+class _AnyScope:
+    """A key with at least one of ``scopes`` (a read-only check that several roles need)."""
+
+    def __init__(self, *scopes: str) -> None:
+        self.scopes = scopes
+
+    def __call__(self, key: KeyDep) -> ApiKey:
+        if not any(key.allows(scope) for scope in self.scopes):
+            wanted = " or ".join(repr(s) for s in self.scopes)
+            raise Problem(
+                403,
+                "insufficient-scope",
+                f"this key needs the {wanted} scope (it has: {', '.join(sorted(key.scopes))})",
+                title="Forbidden",
+                accepted_scopes=list(self.scopes),
+            )
+        return key
+
+
 class _Unrestricted:
     def __call__(self, key: KeyDep) -> ApiKey:
         require_scope(key, "admin")
@@ -73,6 +93,8 @@ class _Unrestricted:
 ReadKey = Annotated[ApiKey, Depends(_Scoped("read"))]
 EnrollKey = Annotated[ApiKey, Depends(_Scoped("enroll"))]
 RecognizeKey = Annotated[ApiKey, Depends(_Scoped("recognize"))]
+# Detection only measures a photo (boxes, quality): enrollment screens need it too.
+EnrollOrRecognizeKey = Annotated[ApiKey, Depends(_AnyScope("enroll", "recognize"))]
 AdminKey = Annotated[ApiKey, Depends(_Scoped("admin"))]
 GlobalAdminKey = Annotated[ApiKey, Depends(_Unrestricted())]
 

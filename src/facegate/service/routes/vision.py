@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from facegate.recognition import FaceMatcher
 from facegate.service.auditing import Outcome, audited
-from facegate.service.deps import RecognizeKey, StateDep
+from facegate.service.deps import EnrollOrRecognizeKey, RecognizeKey, StateDep
 from facegate.service.images import ImageField, read_images
 from facegate.service.openapi import image_body
 from facegate.service.schemas import (
@@ -31,7 +31,7 @@ COMPARE_IMAGES = (ImageField("image_a"), ImageField("image_b"))
     summary="Every face in an image: box, landmarks, detector score, quality with reasons.",
     openapi_extra=image_body(DetectParams, DETECT_IMAGES, {"image_base64": "/9j/4AAQ..."}),
 )
-async def detect(request: Request, state: StateDep, key: RecognizeKey) -> DetectResponse:
+async def detect(request: Request, state: StateDep, key: EnrollOrRecognizeKey) -> DetectResponse:
     _, images = await read_images(
         request, DetectParams, DETECT_IMAGES, state.settings.service.max_images
     )
