@@ -36,6 +36,7 @@ from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.core.result import Err, Ok
 
 from facegate.config import ServiceSettings, Settings
+from facegate.service.routes import event_stream
 from facegate.service.state import BOOTSTRAP_KEY_FILE
 from helpers import CONSENT_JSON, running_server
 
@@ -104,7 +105,14 @@ def target(tmp_path_factory: pytest.TempPathFactory, faces_root: Path) -> Iterat
     person = faces_root / "Colin_Powell"
     photo = (person / "Colin_Powell_0001.jpg").read_bytes()
     probe = (person / "Colin_Powell_0002.jpg").read_bytes()
-    with running_server(settings) as base, httpx.Client(base_url=base, timeout=120) as client:
+    with (
+        pytest.MonkeyPatch.context() as patch,
+        running_server(settings) as base,
+        httpx.Client(base_url=base, timeout=120) as client,
+    ):
+        # The live event stream would hold each fuzzed request open for its whole life
+        # (an hour; schemathesis reads until its own timeout): end streams after 1 s.
+        patch.setattr(event_stream, "MAX_LIFE_S", 1.0)
         admin = (data_dir / BOOTSTRAP_KEY_FILE).read_text().strip()
         client.headers["Authorization"] = f"Bearer {admin}"
         assert client.post("/v1/collections", json={"name": "fuzz"}).status_code == 201

@@ -57,6 +57,8 @@ def serve(
             port=settings.service.port,
             log_level="info",
             server_header=False,
+            # Open live event streams must not hold Ctrl+C (and the cameras) for an hour.
+            timeout_graceful_shutdown=5,
         )
     )
     threading.Thread(target=_announce, args=(server, settings, app), daemon=True).start()

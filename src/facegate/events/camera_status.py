@@ -1,6 +1,10 @@
 """Camera status, written by each camera worker as a small JSON file that the service
 reads for GET /v1/cameras (the two never import each other, and a status file works
-the same whether the worker is a thread, a process or on another replica's disk)."""
+the same whether the worker is a thread, a process or on another replica's disk).
+
+The other direction, which cameras an admin stopped, goes through the database (a
+``cameras`` application document): the service writes it on any replica and every
+supervisor of ``facegate serve`` reads it."""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from facegate.gallery.applications import ApplicationStore
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 HEARTBEAT_S = 1.0  # how often a running worker rewrites its status
@@ -118,3 +124,29 @@ def read_statuses(directory: Path, cameras: list[str]) -> list[CameraStatus]:
             status or CameraStatus(camera=name, source="", collection="", state="starting")
         )
     return found
+
+
+# --- cameras stopped by an admin (POST /v1/cameras/{name}/stop, .../start) ------------------
+CONTROL_DOCUMENT = "cameras"  # an application document: {"stopped": [camera names]}
+
+
+def stopped_cameras(applications: ApplicationStore) -> frozenset[str]:
+    """The cameras an admin stopped (none while the document was never written)."""
+    stored = applications.get_document(CONTROL_DOCUMENT)
+    names = stored.document.get("stopped") if stored is not None else None
+    if not isinstance(names, list):  # absent, or not written by this code
+        return frozenset()
+    return frozenset(n for n in names if isinstance(n, str))
+
+
+def set_camera_stopped(
+    applications: ApplicationStore, camera: str, stopped: bool, updated_by: str
+) -> bool:
+    """Mark ``camera`` stopped (or not) for the supervisors; whether that changed anything.
+    Read, change, write: callers serialise their own changes."""
+    current = stopped_cameras(applications)
+    wanted = current | {camera} if stopped else current - {camera}
+    if wanted == current:
+        return False
+    applications.put_document(CONTROL_DOCUMENT, {"stopped": sorted(wanted)}, updated_by)
+    return True

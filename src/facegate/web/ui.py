@@ -51,17 +51,22 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(self), microphone=(), geolocation=()"),
 ]
 
-# The navigation: (path, label, scope needed to see it; None: any signed-in key).
+# The navigation: (path, label, scope needed to see it, whether the key must not be
+# limited to collections).
 NAV = (
-    ("/ui/", "Dashboard", "read"),
-    ("/ui/people", "People", "read"),
-    ("/ui/identify", "Identify", "recognize"),
-    ("/ui/cameras", "Cameras", "read"),
-    ("/ui/events", "Events", "read"),
-    ("/ui/policy", "Access & quotas", "read"),
-    ("/ui/audit", "Audit", "admin"),
-    ("/ui/settings", "Settings", "admin"),
+    ("/ui/", "Dashboard", "read", False),
+    ("/ui/people", "People", "read", False),
+    ("/ui/identify", "Identify", "recognize", False),
+    ("/ui/cameras", "Cameras", "read", False),
+    ("/ui/events", "Events", "read", False),
+    ("/ui/policy", "Access & quotas", "read", False),
+    ("/ui/audit", "Audit", "admin", True),
+    ("/ui/settings", "Settings", "admin", True),
 )
+
+
+def may_see(key: ApiKey, scope: str, unrestricted: bool) -> bool:
+    return key.allows(scope) and not (unrestricted and key.collections is not None)
 
 
 class SignInRequired(Exception):
@@ -120,8 +125,8 @@ def render(
         "csrf": session.csrf if session is not None else "",
         "nav": [
             (path, label)
-            for path, label, scope in NAV
-            if key is not None and (scope is None or key.allows(scope))
+            for path, label, scope, unrestricted in NAV
+            if key is not None and may_see(key, scope, unrestricted)
         ],
         "path": request.url.path,
         "version": __version__,

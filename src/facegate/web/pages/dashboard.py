@@ -18,7 +18,7 @@ from facegate.web.ui import UI_PATH, UiKey, render, require_page_scope
 
 router = APIRouter(prefix=UI_PATH, include_in_schema=False)
 DECISIONS = ("identified", "unknown", "access", "quota")
-UP_STATES = ("running", "connecting")
+UP_STATES = ("streaming",)  # as the workers report it
 
 
 def recent_decisions(events: list[EventPublic], limit: int = 10) -> list[EventPublic]:

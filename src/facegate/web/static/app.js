@@ -42,7 +42,8 @@ const facegate = (() => {
   function say(element, text, kind) {
     if (!element) return;
     element.textContent = text;
-    element.className = "result " + (kind || "");
+    element.classList.remove("ok", "bad", "warn");
+    if (kind) element.classList.add(kind);
   }
 
   // A form's named fields as JSON: empty fields left out, data-type="number|bool|list".
