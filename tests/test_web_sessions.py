@@ -187,3 +187,15 @@ def test_templates_have_no_inline_script_or_style() -> None:
         assert not re.search(r"<script(?![^>]*\bsrc=)", text), template.name
         assert not re.search(r"\son[a-z]+=", text), template.name
         assert "style=" not in text, template.name
+
+
+def test_the_api_docs_are_served_from_here_not_a_cdn(site: Site) -> None:
+    with site.client() as client:
+        docs = client.get("/docs")
+        assert docs.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']?([^"'\s>]+)""", docs.text)
+        assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets)
+        assert "cdn" not in docs.text
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
+        assert client.get("/redoc").status_code == 404  # it would need a CDN

@@ -10,6 +10,10 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from facegate import __version__
 from facegate.config import Settings
@@ -33,6 +37,8 @@ from facegate.service.routes import (
 )
 from facegate.service.state import ServiceState
 
+DOCS_STATIC = "/docs/static"
+
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """\
@@ -49,6 +55,21 @@ collections, identify (1:N, with an honest `unknown`) and verify (1:1).
 **Errors**: RFC 9457 `application/problem+json`, with a stable `type` per kind of problem
 (`https://facegate.dev/problems/no-face`, ...). Embeddings are never returned.
 """
+
+
+def install_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package: works without the internet."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=swagger_ui_path), name="api-docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="facegate API",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -76,8 +97,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from local files, not a CDN
+        redoc_url=None,
     )
     app.state.facegate = state
+    install_api_docs(app)
     install_handlers(app)
     for router in (
         system.router,
