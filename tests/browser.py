@@ -120,3 +120,30 @@ def shoot(page: Any, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 5_000, f"screenshot {name} is suspiciously small"
     return path
+
+
+class Pages:
+    """New pages for a test, each in a context of its own (cookies apart); every page's
+    console errors and uncaught exceptions are kept in ``errors``."""
+
+    def __init__(self, browser: Any) -> None:
+        self.browser = browser
+        self.errors: list[str] = []
+        self.contexts: list[Any] = []
+
+    def new(self, viewport: dict[str, int] | None = None) -> Any:
+        context = self.browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        return page
+
+    def signed_in(self, site: Site, secret: str, viewport: dict[str, int] | None = None) -> Any:
+        page = self.new(viewport)
+        sign_in(page, site, secret)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:  # their event streams end with them
+            context.close()

@@ -75,3 +75,12 @@ def postgres_url(postgres: Any) -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
     url: str = postgres.get_uri(name)
     return url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless (tests/browser.py); skips, or fails under CI, without it."""
+    from browser import browser_session
+
+    with browser_session() as session:
+        yield session

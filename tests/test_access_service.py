@@ -313,6 +313,46 @@ def test_a_body_that_is_not_json_is_refused(site: Site) -> None:
     assert site.call("GET", "/v1/access/policy").json()["version"] == site.policy_version
 
 
+# --- dry runs ---------------------------------------------------------------------------------
+def policy_audit(site: Site) -> list[dict[str, Any]]:
+    got = site.call("GET", "/v1/audit", params={"action": "access.policy.update", "limit": 500})
+    assert got.status_code == 200, got.text
+    items: list[dict[str, Any]] = got.json()["items"]
+    return items
+
+
+def test_a_dry_run_of_a_good_policy_answers_what_a_save_would_store_and_saves_nothing(
+    site: Site,
+) -> None:
+    before, audited = site.call("GET", "/v1/access/policy").json(), policy_audit(site)
+    garage = {**POLICY, "doors": [*POLICY["doors"], {"name": "garage", "collection": "staff"}]}
+    got = site.call("PUT", "/v1/access/policy", params={"dry_run": "true"}, json=garage)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["dry_run"] is True and before["dry_run"] is False
+    assert body["policy"] == parse_access_policy(garage).to_document()  # normalised, as saved
+    assert body["version"] == site.policy_version  # the version still in force
+    assert site.call("GET", "/v1/access/policy").json() == before
+    assert policy_audit(site) == audited  # nothing changed, nothing to audit
+
+
+def test_a_dry_run_of_a_bad_policy_names_every_problem_and_saves_nothing(site: Site) -> None:
+    before, audited = site.call("GET", "/v1/access/policy").json(), policy_audit(site)
+    bad = {
+        **POLICY,
+        "doors": [
+            {"name": "gate", "collection": "visitors"},  # checked against the installation
+            {"name": "side", "collection": "staff", "direction": "sideways"},
+        ],
+    }
+    got = site.call("PUT", "/v1/access/policy", params={"dry_run": "true"}, json=bad)
+    body = problem(got, 422, "invalid-policy")
+    for message in ("doors[0].collection: no collection named 'visitors'", "doors[1].direction"):
+        assert any(message in e for e in body["errors"]), body
+    assert site.call("GET", "/v1/access/policy").json() == before
+    assert policy_audit(site) == audited
+
+
 # --- decisions ------------------------------------------------------------------------------
 def test_a_resident_in_schedule_is_allowed_and_the_door_hears_it(site: Site) -> None:
     got = site.decide("lobby", "Hugo_Chavez")
@@ -447,6 +487,8 @@ def test_unknown_doors_and_bad_requests(site: Site) -> None:
         ("PUT", "/v1/access/policy", "reader", 403, "insufficient-scope"),
         ("PUT", "/v1/access/policy", "door", 403, "insufficient-scope"),
         ("PUT", "/v1/access/policy", "staff-admin", 403, "collection-forbidden"),
+        ("PUT", "/v1/access/policy?dry_run=true", "reader", 403, "insufficient-scope"),
+        ("PUT", "/v1/access/policy?dry_run=true", "staff-admin", 403, "collection-forbidden"),
         ("POST", "/v1/access/lobby/decide", "reader", 403, "insufficient-scope"),
         ("POST", "/v1/access/lobby/decide", "elsewhere", 403, "collection-forbidden"),
         ("POST", "/v1/access/lobby/decide", "none", 401, "unauthorized"),

@@ -397,6 +397,43 @@ def test_definitions_are_versioned_and_audited(service: Service) -> None:
     assert entry["outcome"] == "ok" and entry["detail"]["quotas"] == ["snack", "water"]
 
 
+def test_a_dry_run_checks_like_a_save_and_changes_nothing(
+    service: Service, faces_root: Path
+) -> None:
+    service.put_quotas(SNACK | {"name": "dry"})
+    assert answer(service.claim("dry", photo(faces_root, "Colin_Powell", 1)))["granted"]
+    before, audited = service.call("GET", "/v1/quotas").json(), service.audit()
+
+    water = {"quotas": [SNACK | {"name": "water", "limit": 2}]}  # "dry" left out
+    good = service.call("PUT", "/v1/quotas", params={"dry_run": "true"}, json=water)
+    assert good.status_code == 200, good.text
+    assert good.json()["dry_run"] is True and before["dry_run"] is False
+    assert [q["name"] for q in good.json()["quotas"]] == ["water"]
+    assert good.json()["version"] == before["version"]
+
+    for quotas, fields in (
+        (
+            [SNACK | {"limit": 0}, SNACK | {"name": "tea", "window_s": -1}],
+            ["[0].limit", "[1].window_s"],
+        ),
+        ([SNACK | {"mode": "enrolled", "collection": "ghost"}], ["quotas[0].collection"]),
+    ):
+        refused = service.call(
+            "PUT", "/v1/quotas", params={"dry_run": "true"}, json={"quotas": quotas}
+        )
+        body = problem(refused, 422, "invalid-policy")
+        assert len(body["errors"]) == len(fields), body
+        for field in fields:
+            assert any(field in e for e in body["errors"]), body
+
+    assert service.call("GET", "/v1/quotas").json() == before
+    assert service.audit() == audited
+    assert service.state.quota_counter.faces("dry") == 1  # a save would have forgotten it
+    reader = service.make_key(["read"])
+    refused = service.call("PUT", "/v1/quotas", reader, params={"dry_run": "true"}, json=water)
+    problem(refused, 403, "insufficient-scope")
+
+
 def test_removing_a_quota_forgets_its_faces(service: Service, faces_root: Path) -> None:
     service.put_quotas(SNACK | {"name": "gone"})
     assert answer(service.claim("gone", photo(faces_root, "Colin_Powell", 1)))["granted"]

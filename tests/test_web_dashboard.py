@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import Site, browser_session, serve_site, shoot, sign_in
+from browser import Site, serve_site, shoot, sign_in
 from facegate.gallery.records import Event, new_id, utc_now
 from helpers import CONSENT_JSON, lfw_photo
 
@@ -52,12 +52,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, faces_root: Path) -> Iterator
             Event(id=new_id(), at=now - timedelta(hours=3), kind="unknown", camera="lobby")
         )
         yield running
-
-
-@pytest.fixture()
-def browser() -> Iterator[Any]:
-    with browser_session() as session:
-        yield session
 
 
 def test_sign_in_then_the_dashboard_shows_the_gallery_and_events(site: Site, browser: Any) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import text, update
 
-from browser import Site, browser_session, serve_site, shoot, sign_in
+from browser import Pages, Site, serve_site, shoot
 from facegate.events.camera_status import CameraStatus, write_status
 from facegate.gallery.records import Event, new_id, utc_now
 from facegate.gallery.tables import audit_log
@@ -103,33 +103,6 @@ def make_key(site: Site, scopes: list[str], collections: list[str] | None = None
 
 
 # --- a browser whose pages report every error -------------------------------------------------
-class Pages:
-    def __init__(self, browser: Any) -> None:
-        self.browser = browser
-        self.errors: list[str] = []
-        self.contexts: list[Any] = []
-
-    def new(self, site: Site, secret: str, viewport: dict[str, int] | None = None) -> Any:
-        """A page signed in with ``secret``, in a context of its own."""
-        context = self.browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
-        sign_in(page, site, secret)
-        return page
-
-    def close(self) -> None:
-        for context in self.contexts:  # their event streams end with them
-            context.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with browser_session() as session:
-        yield session
-
-
 @pytest.fixture()
 def pages(site: Site, browser: Any) -> Iterator[Pages]:
     opened = Pages(browser)
@@ -154,7 +127,7 @@ def column(page: Any, index: int) -> list[str]:
 
 # --- events --------------------------------------------------------------------------------------
 def test_events_are_listed_and_new_ones_arrive_live(site: Monitored, pages: Pages) -> None:
-    page = pages.new(site, site.admin)
+    page = pages.signed_in(site, site.admin)
     page.goto(site.url("/ui/events"))
     assert len(row_ids(page)) == 8
     assert column(page, 4)[0] == AKHMED  # newest first
@@ -185,14 +158,14 @@ def test_events_are_listed_and_new_ones_arrive_live(site: Monitored, pages: Page
     assert row_ids(page)[0] == held.id
     page.get_by_text("Resumed: 1 event added.").wait_for()
 
-    phone = pages.new(site, site.admin, PHONE)
+    phone = pages.signed_in(site, site.admin, PHONE)
     phone.goto(site.url("/ui/events"))
     phone.locator("#live-state").filter(has_text="Live").wait_for()
     shoot(phone, "events-phone")
 
 
 def test_filters_narrow_the_list_and_the_live_feed(site: Site, pages: Pages) -> None:
-    page = pages.new(site, site.admin)
+    page = pages.signed_in(site, site.admin)
     page.goto(site.url("/ui/events"))
     page.get_by_label("Camera").select_option("hall")
     page.get_by_role("button", name="Show events").click()
@@ -228,7 +201,7 @@ def test_filters_narrow_the_list_and_the_live_feed(site: Site, pages: Pages) -> 
 
 # --- audit ---------------------------------------------------------------------------------------
 def test_the_audit_page_shows_the_chain_and_the_entries(site: Site, pages: Pages) -> None:
-    page = pages.new(site, site.admin)
+    page = pages.signed_in(site, site.admin)
     page.goto(site.url("/ui/audit"))
     assert page.get_by_role("heading", name="Chain intact").is_visible()
     actions = page.locator("table.audit tbody td:nth-child(3)").all_inner_texts()
@@ -266,12 +239,12 @@ def test_the_audit_page_shows_the_chain_and_the_entries(site: Site, pages: Pages
 
 def test_audit_is_for_unrestricted_admins_only(site: Site, pages: Pages) -> None:
     for secret in (make_key(site, ["read"]), make_key(site, ["admin"], ["lobby"])):
-        page = pages.new(site, secret)
+        page = pages.signed_in(site, secret)
         answer = page.goto(site.url("/ui/audit"))
         assert answer is not None and answer.status == 403
         assert page.get_by_role("heading", name="Not allowed").is_visible()
     # The reader's navigation does not offer it at all.
-    reader = pages.new(site, make_key(site, ["read"]))
+    reader = pages.signed_in(site, make_key(site, ["read"]))
     assert (
         reader.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").count() == 0
     )
@@ -300,7 +273,7 @@ def test_the_cameras_page_shows_health_snapshot_and_controls(site: Site, pages: 
         events={"identified": 3, "unknown": 1, "track_started": 4},
     )
     write_status(directory, running)
-    page = pages.new(site, site.admin)
+    page = pages.signed_in(site, site.admin)
     page.goto(site.url("/ui/cameras"))
     door = page.locator('article[data-camera="door"]')
     hall = page.locator('article[data-camera="hall"]')
@@ -342,7 +315,7 @@ def test_the_cameras_page_shows_health_snapshot_and_controls(site: Site, pages: 
 def test_cameras_for_a_reader_box_and_name_but_no_photo_and_no_controls(
     site: Site, pages: Pages
 ) -> None:
-    page = pages.new(site, make_key(site, ["read"]))
+    page = pages.signed_in(site, make_key(site, ["read"]))
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url))
     page.goto(site.url("/ui/cameras"))

@@ -18,8 +18,8 @@ from playwright.sync_api import expect
 
 from browser import (
     CHROMIUM_ARGS,
+    Pages,
     Site,
-    browser_session,
     chromium_path,
     serve_site,
     shoot,
@@ -36,33 +36,6 @@ STRANGER = "Salma_Hayek"  # never enrolled here
 
 
 # --- a browser whose pages report every error -------------------------------------------------
-class Pages:
-    """New pages for a test; each one's console errors and uncaught exceptions are kept."""
-
-    def __init__(self, browser: Any) -> None:
-        self.browser = browser
-        self.errors: list[str] = []
-        self.contexts: list[Any] = []
-
-    def new(self, viewport: dict[str, int] | None = None) -> Any:
-        context = self.browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
-        return page
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with browser_session() as session:
-        yield session
-
-
 @pytest.fixture()
 def pages(browser: Any) -> Iterator[Pages]:
     opened = Pages(browser)

@@ -289,6 +289,19 @@ class SqlStore:
                 raise DuplicateCollectionError(f"collection {collection.name!r} already exists")
             conn.execute(insert(collections).values(**asdict(collection)))
 
+    def update_collection(self, changed: Collection, fields: Sequence[str]) -> None:
+        """Write ``fields`` of a collection (checked by the caller: ``changed`` is a valid
+        Collection). The generation goes up in the same transaction, so every process
+        re-reads the settings at its next request."""
+        values = {name: getattr(changed, name) for name in fields}
+        with self.engine.begin() as conn:
+            self._bump(conn)
+            done = conn.execute(
+                update(collections).where(collections.c.name == changed.name).values(**values)
+            )
+            if not done.rowcount:  # deleted meanwhile; the transaction rolls back
+                raise UnknownCollectionError(f"no collection named {changed.name!r}")
+
     def get_collection(self, name: str) -> Collection | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(collections).where(collections.c.name == name)).first()

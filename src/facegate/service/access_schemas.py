@@ -48,6 +48,11 @@ class AccessPolicyPublic(BaseModel):
     version: int = Field(..., description="Goes up by one with every PUT; 0: never set.")
     updated_at: datetime | None = None
     updated_by: str | None = None
+    dry_run: bool = Field(
+        False,
+        description="true: the answer of PUT ?dry_run=true: `policy` is what a save would "
+        "store, nothing was saved, and `version` is still the one in force.",
+    )
 
 
 class DecideParams(BaseModel):

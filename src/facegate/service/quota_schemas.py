@@ -44,6 +44,11 @@ class QuotasPublic(BaseModel):
     version: int = Field(description="Goes up by one with every PUT; 0: never set.")
     updated_at: datetime | None = None
     updated_by: str | None = None
+    dry_run: bool = Field(
+        False,
+        description="true: the answer of PUT ?dry_run=true: `quotas` are what a save would "
+        "store, nothing was saved, and `version` is still the one in force.",
+    )
 
 
 class ClaimResponse(BaseModel):

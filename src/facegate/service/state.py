@@ -68,6 +68,8 @@ class ServiceState:
         self.bootstrap_secret: str | None = None
         self._pipelines: dict[str, FacePipeline] = {}
         self._recognizers: dict[str, FaceRecognizer] = {}
+        # The store generation at which each recognizer's collection settings were read.
+        self._settings_read_at: dict[str, int] = {}
         self._lock = threading.RLock()
         self.sweeper = RetentionSweeper(self.store, self.audit, settings.retention)
         self.applications = ApplicationStore(self.store.engine)
@@ -189,7 +191,10 @@ class ServiceState:
             return sorted(self._pipelines)
 
     def recognizer(self, collection: str) -> FaceRecognizer:
-        """The one recognizer of ``collection`` (raises UnknownCollectionError)."""
+        """The one recognizer of ``collection`` (raises UnknownCollectionError), with the
+        collection's settings as stored now: a change (PATCH /v1/collections/{c}, through
+        any replica) bumps the store's generation, and is read here at the next request."""
+        generation = self.store.generation()  # read first: a later write is seen next time
         with self._lock:
             found = self._recognizers.get(collection)
             if found is None:
@@ -199,7 +204,19 @@ class ServiceState:
                 pipeline = self.pipeline(gallery.collection.model_id)
                 found = FaceRecognizer(self.settings, gallery, pipeline)
                 self._recognizers[collection] = found
+            elif self._settings_read_at.get(collection) != generation:
+                self._follow_settings(found)
+            self._settings_read_at[collection] = generation
             return found
+
+    def _follow_settings(self, recognizer: FaceRecognizer) -> None:
+        """Take the collection's stored operating point, image keeping and retention
+        limits; its model and index stay (neither can change)."""
+        stored = self.store.get_collection(recognizer.gallery.collection_id)
+        if stored is None or stored == recognizer.gallery.collection:
+            return  # unchanged, or deleted by another process: nothing to follow
+        recognizer.gallery.collection = stored
+        recognizer.fmr = stored.fmr
 
     def forget(self, collection: str) -> None:
         """Drop a durable collection's recognizer (rebuilt, with a fresh index, on next use).
@@ -211,6 +228,7 @@ class ServiceState:
             if found.gallery.ephemeral and self.store.get_collection(collection) is not None:
                 return
             del self._recognizers[collection]
+            self._settings_read_at.pop(collection, None)
             if found.gallery.ephemeral:
                 found.gallery.store.close()
 

@@ -1,7 +1,8 @@
 """Access control: the policy document, and decisions at doors.
 
 ``GET /v1/access/policy`` (read) and ``PUT /v1/access/policy`` (admin) show and replace
-the policy (doors, groups, schedules, rules; docs/access.md). ``POST
+the policy (doors, groups, schedules, rules; docs/access.md); ``?dry_run=true`` checks a
+document without saving it. ``POST
 /v1/access/{door}/decide`` (recognize, on the door's collection) identifies the largest
 face of the image in the door's collection, decides with the policy at the state's clock,
 publishes an ``access`` event (the database, webhooks, MQTT ``<prefix>/doors/<door>/
@@ -18,10 +19,11 @@ from datetime import UTC
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Path, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 
 from facegate.errors import EphemeralCollectionError, NoFaceError
 from facegate.events.model import EventKind, StreamEvent
+from facegate.gallery.applications import PolicyDocument
 from facegate.gallery.keys import ApiKey
 from facegate.policy.access import AccessPolicy
 from facegate.policy.access_document import parse_access_policy
@@ -86,6 +88,44 @@ def current_policy(state: ServiceState) -> AccessPolicy:
         raise _invalid(error, 500) from None
 
 
+def _public(
+    stored: PolicyDocument | None, document: dict[str, Any] | None = None, dry_run: bool = False
+) -> AccessPolicyPublic:
+    """The answer about ``stored`` (None: never set); ``document``: show this policy in
+    its place (a dry run's)."""
+    if document is None:
+        document = AccessPolicy().to_document() if stored is None else stored.document
+    return AccessPolicyPublic(
+        policy=document,
+        version=0 if stored is None else stored.version,
+        updated_at=None if stored is None else stored.updated_at,
+        updated_by=None if stored is None else stored.updated_by,
+        dry_run=dry_run,
+    )
+
+
+def checked_policy(state: ServiceState, document: Any) -> AccessPolicy:
+    """``document`` as a policy, checked against this installation (collections that exist
+    and are durable, cameras of the settings): what a save stores. Raises
+    AccessPolicyError naming every problem."""
+    collections = state.store.list_collections()
+    policy = parse_access_policy(
+        document,
+        cameras={c.name: c.collection for c in state.settings.cameras},
+        collections=[c.name for c in collections],
+    )
+    ephemeral = {c.name for c in collections if c.ephemeral}
+    refused = [
+        f"doors[{i}].collection: collection {d.collection!r} is ephemeral; access "
+        "decisions need a durable collection"
+        for i, d in enumerate(policy.doors)
+        if d.collection in ephemeral
+    ]
+    if refused:
+        raise AccessPolicyError(refused)
+    return policy
+
+
 @router.get(
     "/policy",
     response_model=AccessPolicyPublic,
@@ -93,21 +133,14 @@ def current_policy(state: ServiceState) -> AccessPolicy:
 )
 def get_policy(state: StateDep, key: ReadKey) -> AccessPolicyPublic:
     _unrestricted(key)
-    stored = state.applications.get_document(ACCESS_DOCUMENT)
-    if stored is None:
-        return AccessPolicyPublic(policy=AccessPolicy().to_document(), version=0)
-    return AccessPolicyPublic(
-        policy=stored.document,
-        version=stored.version,
-        updated_at=stored.updated_at,
-        updated_by=stored.updated_by,
-    )
+    return _public(state.applications.get_document(ACCESS_DOCUMENT))
 
 
 @router.put(
     "/policy",
     response_model=AccessPolicyPublic,
-    summary="Replace the access policy (an unrestricted admin key); 422 names every bad field.",
+    summary="Replace the access policy (an unrestricted admin key); 422 names every bad field. "
+    "?dry_run=true checks without saving.",
 )
 def put_policy(
     state: StateDep,
@@ -119,23 +152,25 @@ def put_policy(
             examples=[POLICY_EXAMPLE],
         ),
     ],
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Check the document exactly as a save would and save nothing: 200 "
+            "with the policy a save would store (the version in force, dry_run: true), or "
+            "422 naming every problem. Not audited: nothing changes."
+        ),
+    ] = False,
 ) -> AccessPolicyPublic:
+    if dry_run:
+        try:
+            policy = checked_policy(state, document)
+        except AccessPolicyError as error:
+            raise _invalid(error) from None
+        current = state.applications.get_document(ACCESS_DOCUMENT)
+        return _public(current, policy.to_document(), dry_run=True)
+
     def work(note: Outcome) -> AccessPolicyPublic:
-        collections = state.store.list_collections()
-        policy = parse_access_policy(
-            document,
-            cameras={c.name: c.collection for c in state.settings.cameras},
-            collections=[c.name for c in collections],
-        )
-        ephemeral = {c.name for c in collections if c.ephemeral}
-        refused = [
-            f"doors[{i}].collection: collection {d.collection!r} is ephemeral; access "
-            "decisions need a durable collection"
-            for i, d in enumerate(policy.doors)
-            if d.collection in ephemeral
-        ]
-        if refused:
-            raise AccessPolicyError(refused)
+        policy = checked_policy(state, document)
         stored = state.applications.put_document(
             ACCESS_DOCUMENT, policy.to_document(), collector(key), now=state.clock()
         )
@@ -144,12 +179,7 @@ def put_policy(
             "doors": [d.name for d in policy.doors],
             "rules": len(policy.rules),
         }
-        return AccessPolicyPublic(
-            policy=stored.document,
-            version=stored.version,
-            updated_at=stored.updated_at,
-            updated_by=stored.updated_by,
-        )
+        return _public(stored)
 
     try:
         return audited(state.audit, key, "access.policy.update", None, work)

@@ -1,6 +1,12 @@
-"""Collections: gallery namespaces (a site, a tenant), each pinned to one model."""
+"""Collections: gallery namespaces (a site, a tenant), each pinned to one model.
+
+``PATCH /v1/collections/{c}`` changes what may change after creation (operating point,
+image keeping, retention limits); every process applies it at its next request (see
+``ServiceState.recognizer``)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from fastapi import APIRouter, Response
 
@@ -8,6 +14,7 @@ from facegate.errors import ConfigError, UnknownCollectionError
 from facegate.gallery.records import Collection
 from facegate.policy.thresholds import operating_point
 from facegate.service.auditing import Outcome, audited
+from facegate.service.collection_schemas import CollectionUpdate
 from facegate.service.deps import AdminAccess, GlobalAdminKey, ReadAccess, ReadKey, StateDep
 from facegate.service.problems import Problem
 from facegate.service.schemas import CollectionCreate, CollectionList, CollectionPublic
@@ -94,6 +101,35 @@ def create_collection(
 @router.get("/{collection}", response_model=CollectionPublic, summary="One collection.")
 def read_collection(state: StateDep, access: ReadAccess) -> CollectionPublic:
     return collection_view(state, get_collection(state, access.collection))
+
+
+@router.patch(
+    "/{collection}",
+    response_model=CollectionPublic,
+    summary="Change a collection's operating point, image keeping or retention limits "
+    "(in force from the next request).",
+)
+def update_collection(
+    body: CollectionUpdate, state: StateDep, access: AdminAccess
+) -> CollectionPublic:
+    changes = body.changes()
+
+    def work(note: Outcome) -> Collection:
+        current = get_collection(state, access.collection)
+        note.detail = {
+            name: {"from": getattr(current, name), "to": value} for name, value in changes.items()
+        }
+        try:  # the same checks as at creation (an ephemeral collection keeps no images...)
+            changed = dataclasses.replace(current, **changes)
+        except ValueError as error:
+            raise Problem(422, "validation-error", str(error)) from None
+        operating_point(changed.model_id, changed.fmr)  # refuse an uncalibrated rate
+        state.store.update_collection(changed, list(changes))
+        state.recognizer(changed.name)  # this process follows at once
+        return changed
+
+    changed = audited(state.audit, access.key, "collection.update", access.collection, work)
+    return collection_view(state, changed)
 
 
 @router.delete(

@@ -1,10 +1,10 @@
 """Quotas: named per-person limits ("3 meals per day") claimed with a photo.
 
 ``GET /v1/quotas`` (read) and ``PUT /v1/quotas`` (admin) show and replace the definitions
-document; ``POST /v1/quotas/{name}/claim`` (recognize) answers granted or denied. Enrolled
-quotas identify the largest face in their collection and count per subject in the
-database; anonymous ones remember the largest face's embedding in this process only, for
-one window (see docs/quotas.md)."""
+document (``?dry_run=true``: check it, save nothing); ``POST /v1/quotas/{name}/claim``
+(recognize) answers granted or denied. Enrolled quotas identify the largest face in their
+collection and count per subject in the database; anonymous ones remember the largest
+face's embedding in this process only, for one window (see docs/quotas.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import math
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Path, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from facegate.errors import EphemeralCollectionError, LowQualityError, NoFaceError
 from facegate.gallery.keys import ApiKey
@@ -83,10 +83,20 @@ def list_quotas(state: StateDep, key: ReadKey) -> QuotasPublic:
     )
 
 
+def checked_quotas(state: ServiceState, document: Any) -> QuotaSet:
+    """``document`` as quota definitions, checked against this installation (collections,
+    cameras): what a save stores. Raises InvalidQuotaError naming every problem."""
+    quotas = quotas_from_document(document)
+    check_collections(quotas, state.store.list_collections())
+    check_cameras(quotas, {c.name: c.collection for c in state.settings.cameras})
+    return quotas
+
+
 @router.put(
     "",
     response_model=QuotasPublic,
-    summary="Replace every quota definition (an unrestricted admin key).",
+    summary="Replace every quota definition (an unrestricted admin key). "
+    "?dry_run=true checks without saving.",
 )
 def put_quotas(
     state: StateDep,
@@ -98,11 +108,31 @@ def put_quotas(
             examples=[DOCUMENT_EXAMPLE],
         ),
     ],
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Check the document exactly as a save would and save nothing: 200 "
+            "with the definitions a save would store (the version in force, dry_run: true), "
+            "or 422 naming every problem. Not audited; no remembered face is forgotten."
+        ),
+    ] = False,
 ) -> QuotasPublic:
+    if dry_run:
+        try:
+            quotas = checked_quotas(state, document)
+        except InvalidQuotaError as error:
+            raise _invalid(error) from None
+        current = state.applications.get_document(QUOTAS_DOCUMENT)
+        return QuotasPublic(
+            quotas=list(quotas),
+            version=0 if current is None else current.version,
+            updated_at=None if current is None else current.updated_at,
+            updated_by=None if current is None else current.updated_by,
+            dry_run=True,
+        )
+
     def work(note: Outcome) -> QuotasPublic:
-        quotas = quotas_from_document(document)
-        check_collections(quotas, state.store.list_collections())
-        check_cameras(quotas, {c.name: c.collection for c in state.settings.cameras})
+        quotas = checked_quotas(state, document)
         stored = state.applications.put_document(
             QUOTAS_DOCUMENT, quotas.as_document(), f"key:{key.id}"
         )
