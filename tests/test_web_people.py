@@ -253,6 +253,84 @@ def test_the_list_comes_in_pages(site: Site, pages: Pages) -> None:
     expect(rows).to_have_count(PAGE_SIZE)
 
 
+# --- the person's page changes what the API can change ----------------------------------------
+def test_edit_add_photos_and_record_or_withdraw_consent(
+    site: Site, pages: Pages, faces_root: Path
+) -> None:
+    with api_as(site) as api:
+        taken = {"name": "Someone Else", "external_id": "emp-taken", "consent": CONSENT_JSON}
+        assert api.post("/v1/collections/default/subjects", json=taken).status_code == 201
+        body = {"name": "Colin Powell", "external_id": "emp-0100", "consent": CONSENT_JSON}
+        made = api.post("/v1/collections/default/subjects", json=body)
+        assert made.status_code == 201, made.text
+        subject_id = made.json()["id"]
+        photos = [lfw_photo(faces_root, PERSON, n) for n in (1, 2)]
+        files = [("images", (p.name, p.read_bytes())) for p in photos]
+        added = api.post(f"/v1/collections/default/subjects/{subject_id}/faces", files=files)
+        assert added.status_code == 201, added.text
+    page = pages.new()
+    sign_in(page, site, site.admin)
+    page.goto(site.url(f"/ui/people/default/{subject_id}"))
+    templates = page.locator("section:has(#templates) tbody tr")
+    expect(templates).to_have_count(2)
+
+    # Edit: a conflicting external id is refused with the API's words; a rename is saved.
+    edit = page.locator("form#edit")
+    edit.get_by_label("External id").fill("emp-taken")
+    edit.get_by_role("button", name="Save").click()
+    wait_for_text(page, "form#edit .result", "already exists")
+    assert page.get_by_role("heading", level=1).inner_text() == "Colin Powell"
+    conflict = "Failed to load resource: the server responded with a status of 409 (Conflict)"
+    assert pages.errors == [conflict]  # the refused PATCH, which the browser logs
+    pages.errors.clear()
+    edit.get_by_label("Name", exact=True).fill("Colin L. Powell")
+    edit.get_by_label("External id").fill("emp-0101")
+    edit.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Colin L. Powell")
+    assert page.locator("#flash").inner_text() == "Saved: Colin L. Powell."
+    assert "emp-0101" in page.locator("section:has(#facts) dl").inner_text()
+
+    # A third photo, checked like at enrollment, then added.
+    third = lfw_photo(faces_root, PERSON, 3)
+    page.get_by_label("Upload photos").set_input_files(str(third))
+    wait_for_text(page, "#photos-summary", "1 usable.")
+    assert "Face found, quality" in page.locator("#photos li.usable").inner_text()
+    page.get_by_role("button", name="Add the photos").click()
+    expect(templates).to_have_count(3)
+    assert page.locator("#flash").inner_text() == "1 photo was added."
+    assert third.name in page.locator("section:has(#templates) tbody").inner_text()
+
+    # A new consent record, listed with the first.
+    consent = page.locator("section:has(#consent)")
+    consent.get_by_label("Legal basis").select_option("written_release")
+    consent.get_by_label("Notice version shown").fill("notice-2026")
+    consent.get_by_label("Consent expires").fill("2031-01-31")
+    consent.get_by_label("The person has read this notice").check()
+    page.get_by_label("Upload photos").set_input_files(str(lfw_photo(faces_root, PERSON, 4)))
+    wait_for_text(page, "#photos-summary", "1 usable.")
+    shoot(page, "person-edit")
+    consent.get_by_role("button", name="Record the consent").click()
+    wait_for_text(page, "#flash", "The consent was recorded (notice notice-2026).")
+    listed = consent.locator("ul.plain > li")
+    expect(listed).to_have_count(2)
+    assert "written release" in consent.inner_text() and "2031-01-" in consent.inner_text()
+
+    # Withdrawing consent erases the person, after a confirmation that says so.
+    page.get_by_role("button", name="Withdraw consent…").click()
+    question = page.locator("#withdraw-question").inner_text()
+    assert "This erases Colin L. Powell" in question and "permanently" in question
+    confirm = page.get_by_role("button", name="Yes, withdraw and erase")
+    assert confirm.evaluate("b => b === document.activeElement")
+    page.get_by_role("button", name="Cancel").click()
+    assert confirm.is_hidden()
+    page.get_by_role("button", name="Withdraw consent…").click()
+    confirm.click()
+    page.wait_for_url(site.url("/ui/people?collection=default"))
+    assert page.locator("#flash").inner_text().startswith("Colin L. Powell's consent was withdrawn")
+    assert page.get_by_role("link", name="Colin L. Powell").count() == 0
+    assert people_named(site, "Powell") == []
+
+
 # --- enrollment refuses what it should ---------------------------------------------------------
 def test_enrollment_needs_the_persons_consent(site: Site, pages: Pages, faces_root: Path) -> None:
     page = pages.new()
@@ -381,6 +459,18 @@ def test_a_read_only_key_cannot_enroll(site: Site, pages: Pages) -> None:
         "This page needs an API key with the 'enroll' scope."
     )
     assert page.get_by_role("link", name="Identify").count() == 0
+    with api_as(site) as api:
+        body = {"name": "Read Only Subject", "consent": CONSENT_JSON}
+        made = api.post("/v1/collections/default/subjects", json=body)
+        assert made.status_code == 201, made.text
+    page.goto(site.url(f"/ui/people/default/{made.json()['id']}"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Read Only Subject"
+    main = page.locator("main")
+    for control in ("form#edit", "#consent-form", "#withdraw-start", "#add-faces", "#erase-start"):
+        assert main.locator(control).count() == 0, f"a read-only key sees {control}"
+    for name in ("Save", "Record the consent", "Withdraw consent…", "Add the photos"):
+        assert page.get_by_role("button", name=name).count() == 0
+    assert page.get_by_label("Upload photos").count() == 0
     missing = page.goto(site.url("/ui/people/default/no-such-person"))
     assert missing is not None and missing.status == 404
     assert "no subject with id 'no-such-person'" in page.get_by_role("alert").inner_text()

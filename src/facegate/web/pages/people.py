@@ -1,9 +1,10 @@
 """People: the list (search by name part or external id, paginated), one person's page
-(templates, consent, access groups, quota use; export and erase) and enrollment (consent,
-then photos checked for quality before they are sent).
+(templates, consent, access groups, quota use; edit, record or withdraw consent, add
+photos, export and erase) and enrollment (consent, then photos checked for quality before
+they are sent).
 
-Pages only read; enrolling, deleting a template, exporting and erasing are calls to the
-REST API from ``people.js`` and ``enroll.js``."""
+Pages only read; enrolling, editing, consent, adding or deleting a template, exporting and
+erasing are calls to the REST API from ``people.js``, ``enroll.js`` and ``photos.js``."""
 
 from __future__ import annotations
 
@@ -209,17 +210,21 @@ async def person(
         gallery = state.recognizer(collection).gallery
         now = state.clock()
         consents = [] if gallery.ephemeral else gallery.consents(subject.id)
+        rows = [ConsentRow(ConsentPublic.of(c), consent_status(c, now)) for c in consents]
         claims = state.applications.about_subject(subject.id)["quota_claims"]
         return {
             "subject": subject,
             "collection": collection,
             "ephemeral": gallery.ephemeral,
-            "consents": [ConsentRow(ConsentPublic.of(c), consent_status(c, now)) for c in consents],
+            "consents": rows,
+            "consent_active": any(row.status == "active" for row in rows),
             "groups": access_groups(state, key, subject),
             "quotas": quota_use(list_quotas(state, key).quotas, claims, collection, now),
             "span": span,
             "may_change": key.allows("enroll"),
             "may_export": key.allows("admin"),
+            "legal_bases": LEGAL_BASES,
+            "min_quality": state.settings.gallery.min_enroll_quality,
         }
 
     try:

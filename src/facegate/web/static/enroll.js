@@ -1,6 +1,6 @@
 // Enrollment: who, their consent, then photos. Every photo (uploaded or taken with the
-// webcam) is checked with POST /v1/detect before it is accepted, so the person hears at
-// once why a photo is unusable; only usable photos are sent. On submit: create the
+// webcam) is checked with POST /v1/detect before it is accepted (photos.js), so the person
+// hears at once why a photo is unusable; only usable photos are sent. On submit: create the
 // subject (with the consent), add each photo, then open the person's page.
 "use strict";
 
@@ -17,100 +17,10 @@
   const summary = document.getElementById("photos-summary");
   const out = document.getElementById("enroll-result");
   const progress = document.getElementById("enroll-progress");
-  const photos = []; // { blob, name, state: "checking" | "usable" | "unusable", row }
-
-  // --- what a detection means for enrollment -----------------------------------------------
-  const area = (face) => (face.bbox[2] - face.bbox[0]) * (face.bbox[3] - face.bbox[1]);
-
-  // The verdict on one detection answer: usable or not, and why, in plain words.
-  function assess(answer) {
-    const faces = answer.faces;
-    if (!faces.length) return { usable: false, kind: "bad", text: "No face found." };
-    const face = faces.reduce((a, b) => (area(b) > area(a) ? b : a));
-    const notes = faces.length > 1 ? [`Several faces (${faces.length}): the largest is used.`] : [];
-    const quality = face.quality ? face.quality.score : 0;
-    const reasons = face.quality && face.quality.reasons.length ? face.quality.reasons.join("; ") : "";
-    if (quality < minQuality) {
-      const why = reasons || "below the minimum quality";
-      notes.push(`Face found, but unusable (quality ${quality.toFixed(2)}, needs ${minQuality.toFixed(2)}): ${why}.`);
-      return { usable: false, kind: "bad", text: notes.join(" ") };
-    }
-    notes.push(`Face found, quality ${quality.toFixed(2)}${reasons ? ` (${reasons})` : ""}.`);
-    return { usable: true, kind: faces.length > 1 || reasons ? "warn" : "ok", text: notes.join(" ") };
-  }
-
-  async function detect(blob, name) {
-    const body = new FormData();
-    body.append("image", blob, name);
-    return assess(await facegate.api("POST", "/v1/detect", body));
-  }
-
-  // --- the chosen photos -------------------------------------------------------------------
-  function updateSummary() {
-    const usable = photos.filter((p) => p.state === "usable").length;
-    const left = photos.filter((p) => p.state === "unusable").length;
-    const checking = photos.length - usable - left;
-    if (!photos.length) summary.textContent = "None yet.";
-    else {
-      const parts = [`${usable} usable`];
-      if (left) parts.push(`${left} left out`);
-      if (checking) parts.push(`${checking} being checked`);
-      summary.textContent = parts.join(", ") + ".";
-    }
-  }
-
-  function photoRow(photo) {
-    const row = document.createElement("li");
-    const image = document.createElement("img");
-    image.src = URL.createObjectURL(photo.blob);
-    image.alt = `Photo ${photo.name}`;
-    const name = document.createElement("p");
-    name.className = "name";
-    name.textContent = photo.name;
-    const feedback = document.createElement("p");
-    feedback.className = "result";
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "Remove";
-    remove.setAttribute("aria-label", `Remove ${photo.name}`);
-    remove.addEventListener("click", () => {
-      photos.splice(photos.indexOf(photo), 1);
-      URL.revokeObjectURL(image.src);
-      row.remove();
-      updateSummary();
-    });
-    row.append(image, name, feedback, remove);
-    return row;
-  }
-
-  function settle(photo, verdict) {
-    photo.state = verdict.usable ? "usable" : "unusable";
-    photo.row.className = photo.state;
-    const text = verdict.usable ? verdict.text : `Left out: ${verdict.text}`;
-    facegate.say(photo.row.querySelector(".result"), text, verdict.kind);
-    updateSummary();
-  }
-
-  // A photo joins the list at once; its verdict follows (or is known, from the webcam).
-  async function addPhoto(blob, name, known) {
-    const photo = { blob, name, state: "checking" };
-    photo.row = photoRow(photo);
-    photos.push(photo);
-    list.append(photo.row);
-    updateSummary();
-    if (known) return settle(photo, known);
-    facegate.say(photo.row.querySelector(".result"), "Checking…");
-    try {
-      settle(photo, await detect(blob, name));
-    } catch (error) {
-      settle(photo, { usable: false, kind: "bad", text: error.message });
-    }
-  }
-
-  document.getElementById("enroll-files").addEventListener("change", (event) => {
-    for (const file of event.target.files) addPhoto(file, file.name);
-    event.target.value = ""; // the same file may be chosen again after a removal
-  });
+  const chosen = facegatePhotos.chooser({ list, summary, minQuality });
+  const detect = (blob, name) => facegatePhotos.detect(blob, name, minQuality);
+  const addPhoto = chosen.add;
+  chosen.watch(document.getElementById("enroll-files"));
 
   // --- the webcam --------------------------------------------------------------------------
   const camera = {
@@ -235,25 +145,17 @@
       if (!consent.disabled && !agree.checked) return "The person's consent is required: fill in the consent step and tick the agreement.";
       return "Fill in the marked fields first.";
     }
-    if (photos.some((p) => p.state === "checking")) return "Wait a moment: photos are still being checked.";
-    if (!photos.some((p) => p.state === "usable")) return "Add at least one usable photo.";
+    if (chosen.checking()) return "Wait a moment: photos are still being checked.";
+    if (!chosen.usable().length) return "Add at least one usable photo.";
     return null;
   }
 
   async function addFaces(path, usable) {
-    const failed = [];
-    for (const [index, photo] of usable.entries()) {
+    const failed = await facegatePhotos.send(path, usable, (index) => {
       facegate.say(out, `Adding photo ${index + 1} of ${usable.length}…`);
-      const body = new FormData();
-      body.append("images", photo.blob, photo.name);
-      body.append("face", "largest");
-      try {
-        await facegate.api("POST", `${path}/faces`, body);
-      } catch (error) {
-        failed.push(`${photo.name}: ${error.message}`);
-      }
-      progress.value += 1;
-    }
+      progress.value = 1 + index; // the person, then the photos sent so far
+    });
+    progress.value = progress.max;
     return failed;
   }
 
@@ -262,7 +164,7 @@
     const stop = problem();
     if (stop) return facegate.say(out, stop, "bad");
     const submit = document.getElementById("enroll-submit");
-    const usable = photos.filter((p) => p.state === "usable");
+    const usable = chosen.usable();
     const subject = subjectJson();
     const base = `/v1/collections/${encodeURIComponent(collection.value)}/subjects`;
     submit.disabled = true;
