@@ -77,7 +77,7 @@ def _announce(server: object, settings: Settings, app: object) -> None:
         time.sleep(0.05)
     s = settings.service
     host = f"[{s.host}]" if ":" in s.host else s.host
-    console.print(f"facegate is serving http://{host}:{s.port} (API docs at /docs)")
+    console.print(f"facegate is serving http://{host}:{s.port} (web UI at /ui/, API docs at /docs)")
     state = getattr(app, "state", None)
     service_state = getattr(state, "facegate", None)
     secret = getattr(service_state, "bootstrap_secret", None)
