@@ -63,6 +63,11 @@ class VisionSettings(BaseModel):
     flip_average: bool = Field(
         False, description="Average SFace embeddings of the face and its mirror (2x the cost)."
     )
+    detector_backend: Literal["auto", "opencv", "onnxruntime"] = Field(
+        "auto",
+        description="Run YuNet through OpenCV's FaceDetectorYN or onnxruntime (same faces, "
+        "1.5-1.8x as fast on one core); auto (default): onnxruntime when importable.",
+    )
 
 
 class GallerySettings(BaseModel):

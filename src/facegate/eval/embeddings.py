@@ -348,6 +348,7 @@ def _embed_member(
                     settings.nms_threshold,
                     settings.min_face_size,
                     round(settings.max_detection_side * RETRY_UPSCALE),
+                    backend=settings.detector_backend,
                 )
             faces = _retry_detect(retry_detector, image)
             retried[row] = bool(faces)

@@ -100,7 +100,11 @@ class CameraWorker:
         vision = recognizer.settings.vision
         # Frames arrive already scaled to the detection size: the detector scales nothing.
         self.detector = YuNetDetector(
-            vision.detection_threshold, vision.nms_threshold, 1, camera.detection_size
+            vision.detection_threshold,
+            vision.nms_threshold,
+            1,
+            camera.detection_size,
+            backend=vision.detector_backend,
         )
         self.tracker = FaceTracker(self.tracking)
         self.judges: dict[int, TrackJudge] = {}

@@ -33,9 +33,10 @@ def get_detector(
     nms_threshold: float = 0.3,
     min_face_size: int = 20,
     max_side: int = 1280,
+    backend: str = "opencv",
 ) -> YuNetDetector:
     quiet_opencv()
-    return YuNetDetector(score_threshold, nms_threshold, min_face_size, max_side)
+    return YuNetDetector(score_threshold, nms_threshold, min_face_size, max_side, backend)
 
 
 @cache

@@ -24,7 +24,11 @@ class FacePipeline:
         self.settings = settings or VisionSettings()
         s = self.settings
         self.detector = get_detector(
-            s.detection_threshold, s.nms_threshold, s.min_face_size, s.max_detection_side
+            s.detection_threshold,
+            s.nms_threshold,
+            s.min_face_size,
+            s.max_detection_side,
+            s.detector_backend,
         )
         self.embedder: Embedder = get_embedder(model_id, s.flip_average)
         self.model_id = self.embedder.model_id
