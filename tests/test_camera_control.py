@@ -4,11 +4,8 @@ and starts its camera worker processes when an admin asks through the API."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,9 +23,7 @@ from facegate.service.app import create_app
 from facegate.service.state import BOOTSTRAP_KEY_FILE
 from facegate.stream.supervisor import CameraSupervisor
 from helpers import problem, running_server
-from stream_truth import enroll_clip_people
-from test_replicas import free_port
-from test_stream_serve import wait_for
+from test_stream_serve import start_serve, wait_for
 
 CAMERAS = [
     {"name": "door", "source": "rtsp://u:pw-door-1@127.0.0.1:9/x", "collection": "lobby"},
@@ -158,30 +153,7 @@ def gone(pid: int) -> bool:
 
 
 def test_serve_stops_and_starts_camera_workers(tmp_path: Path, data_root: Path) -> None:
-    data_dir = tmp_path / "data"
-    enroll_clip_people(Settings(data_dir=data_dir), data_root / "video")
-    clip = data_root / "video" / "short_hamilton_clip.mp4"
-    config = tmp_path / "facegate.toml"
-    config.write_text(
-        "[[cameras]]\n"
-        'name = "stage"\n'
-        f"source = {json.dumps(str(clip))}\n"
-        "realtime = true\n"
-        "[[cameras]]\n"
-        'name = "door"\n'
-        'source = "rtsp://127.0.0.1:9/nothing"\n',
-        encoding="utf-8",
-    )
-    port = free_port()
-    env = {**os.environ, "FACEGATE_DATA_DIR": str(data_dir), "FACEGATE_CONFIG": str(config)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "facegate", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url, data_dir = start_serve(tmp_path, data_root, "rtsp://127.0.0.1:9/nothing")
     headers: dict[str, str] = {}
 
     def pid(name: str) -> int | None:

@@ -33,7 +33,10 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-def test_serve_runs_cameras_and_restarts_a_crashed_worker(tmp_path: Path, data_root: Path) -> None:
+def start_serve(tmp_path: Path, data_root: Path, door_source: str) -> tuple[Any, str, Path]:
+    """A real ``facegate serve`` with two cameras: "stage" reads the sample clip at its own
+    pace, "door" is an RTSP address where nothing listens. The three clip people are
+    enrolled first. Returns the process, its URL and its data directory."""
     data_dir = tmp_path / "data"
     enroll_clip_people(Settings(data_dir=data_dir), data_root / "video")
     clip = data_root / "video" / "short_hamilton_clip.mp4"
@@ -45,7 +48,7 @@ def test_serve_runs_cameras_and_restarts_a_crashed_worker(tmp_path: Path, data_r
         "realtime = true\n"
         "[[cameras]]\n"
         'name = "door"\n'
-        'source = "rtsp://admin:hunter22@127.0.0.1:9/nothing"\n',
+        f"source = {json.dumps(door_source)}\n",
         encoding="utf-8",
     )
     port = free_port()
@@ -57,7 +60,13 @@ def test_serve_runs_cameras_and_restarts_a_crashed_worker(tmp_path: Path, data_r
         text=True,
         env=env,
     )
-    url = f"http://127.0.0.1:{port}"
+    return server, f"http://127.0.0.1:{port}", data_dir
+
+
+def test_serve_runs_cameras_and_restarts_a_crashed_worker(tmp_path: Path, data_root: Path) -> None:
+    server, url, data_dir = start_serve(
+        tmp_path, data_root, "rtsp://admin:hunter22@127.0.0.1:9/nothing"
+    )
     try:
         wait_for(lambda: (data_dir / BOOTSTRAP_KEY_FILE).is_file(), 120, "the admin key")
         key = (data_dir / BOOTSTRAP_KEY_FILE).read_text(encoding="utf-8").strip()
