@@ -68,6 +68,11 @@ class VisionSettings(BaseModel):
         description="Run YuNet through OpenCV's FaceDetectorYN or onnxruntime (same faces, "
         "1.5-1.8x as fast on one core); auto (default): onnxruntime when importable.",
     )
+    embedder_backend: Literal["auto", "opencv", "onnxruntime"] = Field(
+        "opencv",
+        description="Run SFace through OpenCV's DNN (default) or onnxruntime (same "
+        "embeddings); auto: onnxruntime when importable.",
+    )
 
 
 class GallerySettings(BaseModel):

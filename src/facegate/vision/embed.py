@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -21,6 +21,9 @@ from numpy.typing import NDArray
 from facegate.types import Face, FloatArray
 from facegate.vision.align import align_face
 from facegate.vision.registry import ModelManifest, manifest, weights_path
+
+if TYPE_CHECKING:
+    from facegate.vision.sface_onnx import SFaceOnnx
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +60,15 @@ def l2_normalise(vectors: NDArray[Any]) -> FloatArray:
 
 
 class OnnxDnnEmbedder:
-    """An ArcFace-style 112x112 ONNX embedder run by OpenCV DNN (SFace or user-supplied)."""
+    """An ArcFace-style 112x112 ONNX embedder run by OpenCV DNN (SFace or user-supplied),
+    or by onnxruntime with the same embeddings (``backend``; ``facegate.vision.sface_onnx``):
+    the same blob either way, only the forward pass differs."""
 
-    def __init__(self, m: ModelManifest, flip_average: bool = False) -> None:
+    def __init__(
+        self, m: ModelManifest, flip_average: bool = False, backend: str = "opencv"
+    ) -> None:
+        from facegate.vision.sface_onnx import resolve_backend
+
         if m.kind != "embedder" or m.input_size is None:
             raise ValueError(f"model {m.id!r} is not an image embedder")
         # Flip-averaged vectors differ from plain ones: they get their own model id, so they
@@ -68,8 +77,16 @@ class OnnxDnnEmbedder:
         self._manifest = m
         self._input_size: tuple[int, int] = m.input_size
         self.flip_average = flip_average
-        self._net = cv2.dnn.readNetFromONNX(str(weights_path(m)))
-        self._input_name = self._first_input_name()
+        self.backend = resolve_backend(backend)
+        self._onnx: SFaceOnnx | None = None
+        if self.backend == "onnxruntime":
+            from facegate.vision.sface_onnx import create_sface
+
+            self._onnx = create_sface(weights_path(m))
+            self._input_name = self._onnx.input_name
+        else:
+            self._net = cv2.dnn.readNetFromONNX(str(weights_path(m)))
+            self._input_name = self._first_input_name()
         self._lock = threading.Lock()
         probe = np.zeros((1, *m.input_size, 3), dtype=np.uint8)
         self.dim = int(self._forward([probe[0]]).shape[1])
@@ -93,6 +110,8 @@ class OnnxDnnEmbedder:
             swapRB=norm.channel_order == "RGB",
             crop=False,
         )
+        if self._onnx is not None:
+            return self._onnx.forward(blob).reshape(len(crops), -1)
         with self._lock:
             self._net.setInput(blob, self._input_name)
             out = self._net.forward()
@@ -101,6 +120,9 @@ class OnnxDnnEmbedder:
     def embed(self, image: NDArray[np.uint8], faces: Sequence[Face]) -> FloatArray:
         if not faces:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        # Checked here so both backends refuse alike (OpenCV's DNN would take 2 channels).
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be (H, W, 3) BGR, got {image.shape}")
         crops = [align_face(image, f.landmarks) for f in faces]
         if not self.flip_average:
             return l2_normalise(self._forward(crops))

@@ -40,14 +40,19 @@ def get_detector(
 
 
 @cache
-def get_embedder(model_id: str, flip_average: bool = False) -> Embedder:
+def get_embedder(model_id: str, flip_average: bool = False, backend: str = "opencv") -> Embedder:
+    """``backend`` runs SFace (and other ONNX embedders) through OpenCV's DNN or onnxruntime
+    (same embeddings); dlib ignores it."""
     quiet_opencv()
     with _lock:
         if model_id == "dlib":
             return DlibEmbedder()
         if model_id == "fused":
             stats = model_calibration("fused")["fusion"]
-            members: list[Embedder] = [get_embedder("sface", flip_average), get_embedder("dlib")]
+            members: list[Embedder] = [
+                get_embedder("sface", flip_average, backend),
+                get_embedder("dlib"),
+            ]
             return FusedEmbedder(
                 members,
                 means=[stats["sface"]["impostor_mean"], stats["dlib"]["impostor_mean"]],
@@ -61,4 +66,4 @@ def get_embedder(model_id: str, flip_average: bool = False) -> Embedder:
                 f"{model_id!r} is not an embedding model; use sface, dlib, fused or a "
                 "registered ONNX embedder"
             )
-        return OnnxDnnEmbedder(found, flip_average=flip_average)
+        return OnnxDnnEmbedder(found, flip_average=flip_average, backend=backend)

@@ -30,7 +30,7 @@ class FacePipeline:
             s.max_detection_side,
             s.detector_backend,
         )
-        self.embedder: Embedder = get_embedder(model_id, s.flip_average)
+        self.embedder: Embedder = get_embedder(model_id, s.flip_average, s.embedder_backend)
         self.model_id = self.embedder.model_id
 
     def decode(self, data: bytes) -> NDArray[np.uint8]:

