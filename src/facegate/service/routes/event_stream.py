@@ -22,12 +22,20 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from facegate.events.model import EventKind
 from facegate.gallery.keys import ApiKey, UnknownKeyError
 from facegate.gallery.records import Event, utc_now
 from facegate.service.auth import require_collection
 from facegate.service.deps import ReadKey, StateDep
-from facegate.service.routes.events import as_utc_query, subject_names
+from facegate.service.routes.events import (
+    CameraFilter,
+    CollectionFilter,
+    DoorFilter,
+    KindFilter,
+    QuotaFilter,
+    SubjectFilter,
+    as_utc_query,
+    subject_names,
+)
 from facegate.service.schemas import EventPublic
 from facegate.service.sessions import SESSION_COOKIE, session_of
 from facegate.service.state import ServiceState
@@ -186,16 +194,12 @@ async def event_stream(
     request: Request,
     state: StateDep,
     key: ReadKey,
-    camera: Annotated[str | None, Query(max_length=100)] = None,
-    subject_id: Annotated[str | None, Query(max_length=64)] = None,
-    kind: Annotated[EventKind | None, Query(description="The kind of event.")] = None,
-    door: Annotated[
-        str | None, Query(max_length=64, description="Access events: the door.")
-    ] = None,
-    quota: Annotated[
-        str | None, Query(max_length=64, description="Quota events: the quota.")
-    ] = None,
-    collection: Annotated[str | None, Query(max_length=64)] = None,
+    camera: CameraFilter = None,
+    subject_id: SubjectFilter = None,
+    kind: KindFilter = None,
+    door: DoorFilter = None,
+    quota: QuotaFilter = None,
+    collection: CollectionFilter = None,
     since: Annotated[
         datetime | None,
         Query(description="ISO 8601, inclusive: also send the events recorded since then."),

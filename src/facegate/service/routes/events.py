@@ -33,6 +33,15 @@ JPEG_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 # --- events ----------------------------------------------------------------------------------
+# The filters of GET /v1/events, shared with the live stream (GET /v1/events/stream).
+CameraFilter = Annotated[str | None, Query(max_length=100)]
+SubjectFilter = Annotated[str | None, Query(max_length=64)]
+KindFilter = Annotated[EventKind | None, Query(description="The kind of event.")]
+DoorFilter = Annotated[str | None, Query(max_length=64, description="Access events: the door.")]
+QuotaFilter = Annotated[str | None, Query(max_length=64, description="Quota events: the quota.")]
+CollectionFilter = Annotated[str | None, Query(max_length=64)]
+
+
 def as_utc_query(value: datetime | None, name: str) -> datetime | None:
     """A query time in UTC (a time without an offset is taken as UTC)."""
     if value is None:
@@ -64,16 +73,12 @@ def subject_names(store: SqlStore, found: list[Event]) -> dict[str, str]:
 def list_events(
     state: StateDep,
     key: ReadKey,
-    camera: Annotated[str | None, Query(max_length=100)] = None,
-    subject_id: Annotated[str | None, Query(max_length=64)] = None,
-    kind: Annotated[EventKind | None, Query(description="The kind of event.")] = None,
-    door: Annotated[
-        str | None, Query(max_length=64, description="Access events: the door.")
-    ] = None,
-    quota: Annotated[
-        str | None, Query(max_length=64, description="Quota events: the quota.")
-    ] = None,
-    collection: Annotated[str | None, Query(max_length=64)] = None,
+    camera: CameraFilter = None,
+    subject_id: SubjectFilter = None,
+    kind: KindFilter = None,
+    door: DoorFilter = None,
+    quota: QuotaFilter = None,
+    collection: CollectionFilter = None,
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive.")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
