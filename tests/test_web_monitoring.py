@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import text, update
 
 from browser import Pages, Site, serve_site, shoot
@@ -285,9 +286,8 @@ def test_the_cameras_page_shows_health_snapshot_and_controls(site: Site, pages: 
     assert hall.locator(".condition").inner_text() == "starting"
     assert "no report from its worker yet" in hall.inner_text()
     # The snapshot (an admin may see it) is drawn at its own size, 250 x 250 for LFW.
-    page.wait_for_function(
-        "document.querySelector('article[data-camera=door] canvas').width === 250"
-    )
+    # (Not wait_for_function: it evaluates a string, which the page's CSP forbids.)
+    expect(door.locator("canvas")).to_have_attribute("width", "250")
     assert "Abel Pacheco" in door.locator("canvas").get_attribute("aria-label")
     shoot(page, "cameras")
 
