@@ -360,3 +360,51 @@ def test_min_agreement_equal_to_max_shots_is_allowed() -> None:
     decisions = record_each(j, spread([("a", 0.8)] * 3))
     assert decisions[:2] == [None, None]
     assert decisions[2] is not None and decisions[2].subject_id == "a"
+
+
+# --- strangers --------------------------------------------------------------------------
+STRANGER_BELOW = 0.2  # the threshold at tracking.stranger_fmr, below the operating point
+
+
+def stranger_judge(**changes: object) -> TrackJudge:
+    return TrackJudge(TrackingSettings(**changes), THRESHOLD, similarity_of_votes, STRANGER_BELOW)
+
+
+def test_a_first_window_far_below_everyone_is_a_stranger_without_more_shots() -> None:
+    j = stranger_judge(shots=3, max_shots=9)
+    decisions = record_each(j, spread([(None, 0.05), (None, 0.19), (None, -0.1)]))
+
+    assert decisions[:2] == [None, None]  # not before the window is complete
+    decision = decisions[2]
+    assert decision is not None and not decision.identified
+    assert decision.shots == 3
+    assert decision.reason.startswith("a stranger: none of the first 3 shots came near anyone")
+    assert "best 0.190 < 0.200" in decision.reason
+
+
+def test_one_shot_near_the_threshold_keeps_the_track_open() -> None:
+    j = stranger_judge(shots=3, max_shots=9)
+    assert record_each(j, spread([(None, 0.05), (None, 0.25), (None, 0.1)])) == [None] * 3
+    assert not j.decided
+
+
+def test_the_stranger_level_never_exceeds_the_operating_point() -> None:
+    # A level above the operating threshold would call a track with a named shot a stranger.
+    j = TrackJudge(TrackingSettings(shots=2), THRESHOLD, similarity_of_votes, 0.9)
+    assert j.stranger_below == THRESHOLD
+    assert record_each(j, spread([("a", 0.5), (None, 0.1)])) == [None, None]
+
+
+def test_without_a_stranger_level_a_track_waits_for_max_shots() -> None:
+    j = judge(shots=3, max_shots=6)
+    decisions = record_each(j, spread([(None, 0.01)] * 6))
+    assert decisions[:5] == [None] * 5
+    assert (
+        decisions[5] is not None and decisions[5].reason == "none of 6 shots reached the threshold"
+    )
+
+
+@pytest.mark.parametrize("fmr", [0.5, 1e-5, 0.0])
+def test_an_uncalibrated_stranger_fmr_is_refused(fmr: float) -> None:
+    with pytest.raises(ValidationError, match="stranger_fmr"):
+        StreamSettings(tracking=TrackingSettings(stranger_fmr=fmr))

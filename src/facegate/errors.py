@@ -183,3 +183,10 @@ class EphemeralCollectionError(GalleryError):
     """The operation needs a durable collection, or a running service, not an ephemeral one."""
 
     code = "ephemeral_collection"
+
+
+# --- benchmarks ---------------------------------------------------------------------
+class BenchmarkError(FacegateError):
+    """A benchmark could not run: missing data, a service that would not start."""
+
+    code = "benchmark_failed"

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from facegate.bench.pipeline import DEFAULT_BLOCK_SIZE, DEFAULT_LIMIT, DEFAULT_WARMUP
 from facegate.bench.pipeline import run_pipeline_bench as _run_pipeline_bench
+from facegate.bench.suite import NAMES, SuiteOptions, run_suite
 from facegate.cli.output import console, err_console, print_json
+from facegate.errors import BenchmarkError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -137,3 +139,57 @@ def pipeline(
         f"{threads['opencv_threads']}; {sides} side(s) in alternating blocks of "
         f"{result['block_size']}; warm-up {result['warmup_images']} image(s) excluded[/]"
     )
+
+
+@app.command("all")
+def all_benchmarks(
+    out: Path = typer.Option(
+        ..., "--out", file_okay=False, dir_okay=True, help="Folder for the JSON, plots and summary."
+    ),
+    data: Path = typer.Option(
+        Path("../shared/data"),
+        "--data",
+        exists=True,
+        file_okay=False,
+        dir_okay=True,
+        help="The shared data: faces/ (LFW) and video/.",
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Reduced sizes (a few minutes): checks the suite, not for quoting."
+    ),
+    only: list[str] = typer.Option(
+        list(NAMES), "--only", help=f"Run only these (repeat the option): {', '.join(NAMES)}."
+    ),
+) -> None:
+    """Run every benchmark against its peer or baseline in the same run.
+
+    pipeline: facegate (sface, fused) against face_recognition on LFW images, one thread.
+
+    search: facegate's index against exact FAISS.
+
+    stream: the camera worker on the sample clips against real time and a per-frame peer.
+
+    load: the HTTP service under concurrent identify requests against one at a time.
+
+    memory: resident memory of `facegate serve` and bytes per template per backend.
+
+    Writes NAME.json, NAME.png, summary.md and suite.json to --out; about 15 minutes in all.
+    """
+    options = SuiteOptions(data_dir=data, out=out, quick=quick, only=tuple(only))
+
+    def say(message: str) -> None:
+        err_console.print(f"[dim]{message}[/]")
+
+    index = run_suite(options, progress=say)
+    table = Table(title=f"facegate bench all -> {out}")
+    table.add_column("benchmark")
+    table.add_column("result")
+    table.add_column("seconds", justify="right")
+    for name, entry in index["benchmarks"].items():
+        verdict = f"[red]failed: {entry['error']}[/]" if "error" in entry else entry["json"]
+        table.add_row(name, verdict, f"{entry['seconds']}")
+    console.print(table)
+    console.print(f"summary: {out / 'summary.md'}")
+    failed = [name for name, entry in index["benchmarks"].items() if "error" in entry]
+    if failed:
+        raise BenchmarkError(f"{len(failed)} benchmark(s) failed: {', '.join(failed)}")

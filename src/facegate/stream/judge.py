@@ -6,8 +6,10 @@ window only the best few are embedded and searched. A track is identified when
 agreeing shots are at least ``min_span_s`` apart (consecutive frames are one picture
 seen twice, not two pieces of evidence), and the mean similarity of all its embedded
 shots to that person reaches the threshold (a few lucky frames of a stranger do not).
-It is unknown when ``max_shots`` have been embedded without that, or when it ends
-undecided. It is decided once.
+It is unknown when ``max_shots`` have been embedded without that, when it ends
+undecided, or early, as a stranger, when no shot of its first window came near anyone
+(below ``stranger_below``, the threshold at ``tracking.stranger_fmr``): the rest of its
+shots need not be embedded. It is decided once.
 """
 
 from __future__ import annotations
@@ -81,15 +83,22 @@ def _spaced(positions: Sequence[float], gap: float) -> int:
 
 class TrackJudge:
     """``threshold``: the operating point's similarity; ``score_subject``: how similar
-    each shot is to a given subject (for the track-level check)."""
+    each shot is to a given subject (for the track-level check); ``stranger_below``: a
+    first window whose every shot scores below this is a stranger's (None: never early)."""
 
     def __init__(
-        self, settings: TrackingSettings, threshold: float, score_subject: SubjectScorer
+        self,
+        settings: TrackingSettings,
+        threshold: float,
+        score_subject: SubjectScorer,
+        stranger_below: float | None = None,
     ) -> None:
         if settings.min_agreement > settings.max_shots:
             raise ValueError("min_agreement cannot exceed max_shots")
         self.settings = settings
         self.threshold = threshold
+        # Never above the operating threshold: a shot that names someone is no stranger's.
+        self.stranger_below = None if stranger_below is None else min(stranger_below, threshold)
         self.score_subject = score_subject
         self.window: list[Shot] = []
         self.window_seen = 0
@@ -147,7 +156,8 @@ class TrackJudge:
         s = self.settings
         votes = [shot.vote for shot in self.embedded if shot.vote is not None]
         named = Counter(v.subject_id for v in votes if v.subject_id)
-        exhausted = final or len(self.embedded) >= s.max_shots
+        stranger = self._stranger(votes)
+        exhausted = final or stranger or len(self.embedded) >= s.max_shots
         doubt = None
         if len(named) == 1:
             ((subject_id, count),) = named.items()
@@ -170,12 +180,24 @@ class TrackJudge:
                 f"only {sum(named.values())} of {len(self.embedded)} shots reached the "
                 f"threshold ({s.min_agreement} needed)"
             )
+        elif stranger:
+            top_similarity = max(v.similarity for v in votes)
+            reason = (
+                f"a stranger: none of the first {len(self.embedded)} shots came near anyone "
+                f"(best {top_similarity:.3f} < {self.stranger_below:.3f})"
+            )
         else:
             reason = f"none of {len(self.embedded)} shots reached the threshold"
         best_shot = max(self.embedded, key=lambda sh: (sh.quality, sh.usable), default=None)
         top = max((v.similarity for v in votes), default=None)
         self.decision = TrackDecision(None, None, top, best_shot, len(self.embedded), reason)
         return self.decision
+
+    def _stranger(self, votes: Sequence[Vote]) -> bool:
+        """A full first window (or more) of shots, every one far below anyone."""
+        if self.stranger_below is None or len(self.embedded) < self.settings.shots:
+            return False
+        return all(v.similarity < self.stranger_below for v in votes)
 
     def _identify(self, subject_id: str, count: int) -> tuple[TrackDecision | None, str | None]:
         """Agreeing votes name one person; accept only if they are independent evidence

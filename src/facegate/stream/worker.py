@@ -22,7 +22,7 @@ from facegate.events.model import EventKind, StreamEvent
 from facegate.events.publisher import Publisher
 from facegate.gallery.applications import ApplicationStore
 from facegate.gallery.records import utc_now
-from facegate.policy.thresholds import decide
+from facegate.policy.thresholds import decide, operating_point
 from facegate.recognition import PROBE_GATE_FACTORS, FaceRecognizer, face_crop_jpeg
 from facegate.stream.capture import CaptureOptions, FrameCapture
 from facegate.stream.cuts import CutDetector
@@ -105,9 +105,16 @@ class CameraWorker:
             1,
             camera.detection_size,
             backend=vision.detector_backend,
+            device=vision.device,
         )
         self.tracker = FaceTracker(self.tracking)
         self.judges: dict[int, TrackJudge] = {}
+        stranger_fmr = self.tracking.stranger_fmr
+        self._stranger_below = (
+            None
+            if stranger_fmr is None
+            else operating_point(recognizer.model_id, stranger_fmr).threshold
+        )
         self.cuts = CutDetector(self.tracking.cut_threshold)
         # Doors this camera drives and quotas it claims; None without a database.
         durable = recognizer.durable
@@ -204,7 +211,10 @@ class CameraWorker:
     # --- identification ----------------------------------------------------------------
     def _new_judge(self, track_id: int) -> TrackJudge:
         judge = TrackJudge(
-            self.tracking, self.recognizer.operating_point.threshold, self._score_subject
+            self.tracking,
+            self.recognizer.operating_point.threshold,
+            self._score_subject,
+            self._stranger_below,
         )
         self.judges[track_id] = judge
         return judge
