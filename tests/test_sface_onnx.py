@@ -105,12 +105,13 @@ def test_bad_input_refused_alike(samples: list[Sample]) -> None:
 
 
 def test_settings_select_backend() -> None:
-    assert VisionSettings().embedder_backend == "opencv"
+    assert VisionSettings().embedder_backend == "auto"  # onnxruntime: it is installed
     embedder = get_embedder("sface", False, "onnxruntime")
     assert isinstance(embedder, OnnxDnnEmbedder) and embedder.backend == "onnxruntime"
     assert get_embedder("sface").backend == "opencv"  # type: ignore[attr-defined]
     pipeline = FacePipeline(settings=VisionSettings(embedder_backend="onnxruntime"))
     assert pipeline.embedder is embedder
+    assert FacePipeline().embedder.backend == "onnxruntime"  # type: ignore[attr-defined]
 
 
 def test_speed_one_thread(samples: list[Sample]) -> None:

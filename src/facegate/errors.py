@@ -37,6 +37,12 @@ class PolicyError(ConfigError):
     code = "invalid_policy"
 
 
+class AcceleratorError(ConfigError):
+    """``vision.device = "cuda"`` was asked for but no CUDA route works here."""
+
+    code = "accelerator_unavailable"
+
+
 class ModelError(FacegateError):
     code = "model_error"
 

@@ -53,8 +53,11 @@ def render_summary(index: dict[str, Any], results: dict[str, dict[str, Any]]) ->
         for label, ratio in result.get("ratios", {}).items():
             lines.append(f"| ratio: {label} | {_number(ratio)}x |")
         lines.append("")
-        if result.get("notes"):
-            lines += [str(result["notes"]), ""]
+        notes = result.get("notes")
+        if isinstance(notes, dict):
+            lines += [f"- {key}: {text}" for key, text in notes.items()] + [""]
+        elif notes:
+            lines += [str(notes), ""]
         if "plot" in entry:
             lines += [f"![{name}]({entry['plot']})", ""]
         elif "plot_error" in entry:

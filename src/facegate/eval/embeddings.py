@@ -349,6 +349,7 @@ def _embed_member(
                     settings.min_face_size,
                     round(settings.max_detection_side * RETRY_UPSCALE),
                     backend=settings.detector_backend,
+                    device=settings.device,
                 )
             faces = _retry_detect(retry_detector, image)
             retried[row] = bool(faces)

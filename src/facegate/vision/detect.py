@@ -1,5 +1,7 @@
 """YuNet face detection (all faces, five landmarks) through OpenCV's FaceDetectorYN, or
-through onnxruntime with the same results (``facegate.vision.yunet_onnx``)."""
+through onnxruntime with the same results (``facegate.vision.yunet_onnx``), on the CPU or,
+with ``device`` auto/cuda and a CUDA route installed, on the GPU
+(``facegate.vision.accel``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facegate.types import Face
+from facegate.vision.accel import Route, open_session
 from facegate.vision.registry import manifest, weights_path
 
 Backend = Literal["opencv", "onnxruntime"]
@@ -35,6 +38,10 @@ class YuNetDetector:
     landmarks are returned in the original image's pixels. ``backend`` runs the same model
     through OpenCV's FaceDetectorYN or through onnxruntime (same faces, 1.5-1.8x as fast
     on one thread: docs/benchmarks.md); ``auto`` picks onnxruntime when importable.
+
+    ``device`` (``cpu``, ``auto``, ``cuda``: ``facegate.vision.accel``) may put the network
+    on a CUDA GPU instead (``route`` says where it runs; ``backend`` is then unused); the
+    decoding of its outputs stays the same numpy code.
     """
 
     def __init__(
@@ -44,13 +51,24 @@ class YuNetDetector:
         min_face_size: int = 20,
         max_side: int = 1280,
         backend: str = "opencv",
+        device: str = "cpu",
     ) -> None:
         path = weights_path(manifest("yunet"))
         self.score_threshold = score_threshold
         self.min_face_size = min_face_size
         self.max_side = max_side
         self.backend: Backend = resolve_backend(backend)
-        if self.backend == "onnxruntime":
+        self.route: Route = "cpu"
+        gpu = None
+        if device != "cpu":
+            from facegate.vision.yunet_onnx import INPUT_DIMS, OUTPUT_DIMS
+
+            self.route, gpu = open_session(device, path, INPUT_DIMS, OUTPUT_DIMS, "detector yunet")
+        if gpu is not None:
+            from facegate.vision.yunet_onnx import YuNetOnnx
+
+            self._onnx = YuNetOnnx(gpu, score_threshold, nms_threshold, 5000)
+        elif self.backend == "onnxruntime":
             from facegate.vision.yunet_onnx import create_yunet
 
             self._onnx = create_yunet(path, score_threshold, nms_threshold, 5000)
@@ -62,7 +80,7 @@ class YuNetDetector:
 
     def _raw(self, work: NDArray[np.uint8]) -> Any:
         """FaceDetectorYN's rows of 15 values for ``work`` (None or empty: no face)."""
-        if self.backend == "onnxruntime":
+        if self.route != "cpu" or self.backend == "onnxruntime":
             return self._onnx.detect(work)
         with self._lock:
             self._net.setInputSize((work.shape[1], work.shape[0]))

@@ -8,10 +8,12 @@ from functools import cache
 import cv2
 
 from facegate.errors import ModelNotFoundError
+from facegate.vision.accel import plan_routes
 from facegate.vision.calibration import model_calibration
 from facegate.vision.detect import YuNetDetector
 from facegate.vision.embed import DlibEmbedder, Embedder, FusedEmbedder, OnnxDnnEmbedder
 from facegate.vision.registry import manifest
+from facegate.vision.sface_onnx import resolve_backend as resolve_sface_backend
 
 MODEL_IDS = ("sface", "dlib", "fused")
 _lock = threading.RLock()  # get_embedder("fused") loads its members
@@ -34,15 +36,28 @@ def get_detector(
     min_face_size: int = 20,
     max_side: int = 1280,
     backend: str = "opencv",
+    device: str = "cpu",
 ) -> YuNetDetector:
+    """``device``: cpu, auto or cuda (``facegate.vision.accel``)."""
+    if device != "cpu" and plan_routes(device) == ("cpu",):
+        # No CUDA route here: the same (cached) detector as device="cpu".
+        return get_detector(score_threshold, nms_threshold, min_face_size, max_side, backend)
     quiet_opencv()
-    return YuNetDetector(score_threshold, nms_threshold, min_face_size, max_side, backend)
+    return YuNetDetector(score_threshold, nms_threshold, min_face_size, max_side, backend, device)
 
 
 @cache
-def get_embedder(model_id: str, flip_average: bool = False, backend: str = "opencv") -> Embedder:
+def get_embedder(
+    model_id: str, flip_average: bool = False, backend: str = "opencv", device: str = "cpu"
+) -> Embedder:
     """``backend`` runs SFace (and other ONNX embedders) through OpenCV's DNN or onnxruntime
-    (same embeddings); dlib ignores it."""
+    (same embeddings); ``device`` (cpu, auto, cuda: ``facegate.vision.accel``) may put them
+    on a CUDA GPU instead. dlib ignores both."""
+    if device != "cpu" and plan_routes(device) == ("cpu",):
+        # No CUDA route here: the same (cached) embedder as device="cpu".
+        return get_embedder(model_id, flip_average, backend)
+    if backend == "auto":  # one cached embedder per backend actually used
+        return get_embedder(model_id, flip_average, resolve_sface_backend(backend), device)
     quiet_opencv()
     with _lock:
         if model_id == "dlib":
@@ -50,7 +65,7 @@ def get_embedder(model_id: str, flip_average: bool = False, backend: str = "open
         if model_id == "fused":
             stats = model_calibration("fused")["fusion"]
             members: list[Embedder] = [
-                get_embedder("sface", flip_average, backend),
+                get_embedder("sface", flip_average, backend, device),
                 get_embedder("dlib"),
             ]
             return FusedEmbedder(
@@ -66,4 +81,4 @@ def get_embedder(model_id: str, flip_average: bool = False, backend: str = "open
                 f"{model_id!r} is not an embedding model; use sface, dlib, fused or a "
                 "registered ONNX embedder"
             )
-        return OnnxDnnEmbedder(found, flip_average=flip_average, backend=backend)
+        return OnnxDnnEmbedder(found, flip_average=flip_average, backend=backend, device=device)

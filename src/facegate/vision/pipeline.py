@@ -29,8 +29,11 @@ class FacePipeline:
             s.min_face_size,
             s.max_detection_side,
             s.detector_backend,
+            s.device,
         )
-        self.embedder: Embedder = get_embedder(model_id, s.flip_average, s.embedder_backend)
+        self.embedder: Embedder = get_embedder(
+            model_id, s.flip_average, s.embedder_backend, s.device
+        )
         self.model_id = self.embedder.model_id
 
     def decode(self, data: bytes) -> NDArray[np.uint8]:

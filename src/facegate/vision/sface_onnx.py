@@ -6,6 +6,10 @@ Gemm has real 64-wide quantisation blocks, dequantised there to float32 exactly 
 does at load) and run on one thread with ``session.disable_quant_qdq=1``. The caller
 builds the same ``cv2.dnn.blobFromImages`` blob for both backends; only the forward pass
 differs. Nothing loads at import: call :func:`create_sface`.
+
+The same class runs the GPU sessions of ``facegate.vision.gpu_runtime`` (any object with
+``InferenceSession``'s ``get_inputs``/``get_outputs``/``run``), in batches of at most
+``max_batch`` faces.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from numpy.typing import NDArray
 from facegate.vision import onnx_repair
 
 if TYPE_CHECKING:
-    import onnxruntime
+    from facegate.vision.gpu_runtime import RunSession
 
 Backend = Literal["opencv", "onnxruntime"]
 BACKENDS: tuple[Backend, ...] = ("opencv", "onnxruntime")
@@ -37,11 +41,15 @@ def resolve_backend(setting: str) -> Backend:
 
 
 class SFaceOnnx:
-    """The forward pass of an embedder on onnxruntime: ``(N, 3, H, W)`` float32 blob in,
-    ``(N, D)`` float32 (not normalised) out. Session runs are thread-safe: no lock."""
+    """The forward pass of an embedder on onnxruntime (or a GPU session): ``(N, 3, H, W)``
+    float32 blob in, ``(N, D)`` float32 (not normalised) out, run in batches of at most
+    ``max_batch`` (None: all at once). Session runs are thread-safe: no lock."""
 
-    def __init__(self, session: onnxruntime.InferenceSession) -> None:
+    def __init__(self, session: RunSession, max_batch: int | None = None) -> None:
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
         self._session = session
+        self.max_batch = max_batch
         self.input_name = str(session.get_inputs()[0].name)
         self._output = str(session.get_outputs()[0].name)
 
@@ -49,10 +57,17 @@ class SFaceOnnx:
         blob = np.asarray(blob)
         if blob.dtype != np.float32 or blob.ndim != 4:
             raise ValueError(f"blob must be (N, C, H, W) float32, got {blob.dtype} {blob.shape}")
+        step = self.max_batch
+        if step is None or blob.shape[0] <= step:
+            return self._run(blob)
+        return np.concatenate([self._run(blob[i : i + step]) for i in range(0, len(blob), step)])
+
+    def _run(self, blob: NDArray[np.float32]) -> NDArray[np.float32]:
         (out,) = self._session.run([self._output], {self.input_name: blob})
         return np.asarray(out, dtype=np.float32).reshape(blob.shape[0], -1)
 
 
 def create_sface(path: Path) -> SFaceOnnx:
-    """Load, repair and open the embedder at ``path`` (the file is read, never written)."""
+    """Load, repair and open the embedder at ``path`` on one CPU thread (the file is read,
+    never written)."""
     return SFaceOnnx(onnx_repair.create_session(path, INPUT_DIMS, OUTPUT_DIMS))
