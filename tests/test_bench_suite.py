@@ -100,3 +100,25 @@ def test_the_summary_reports_a_failed_benchmark_and_keeps_the_others() -> None:
     assert "| identify requests/s under load | 12.5 req/s |" in text
     assert "| ratio: throughput_vs_one_at_a_time | 1.8x |" in text
     assert "quick: reduced sizes" in text
+
+
+def test_a_failing_benchmark_is_reported_and_fails_the_command(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "faces").mkdir(parents=True)  # no photos: the pipeline benchmark cannot run
+    (data / "video").mkdir()
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "facegate", "bench", "all", "--quick"),
+            *("--out", str(out), "--data", str(data), "--only", "pipeline"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "1 benchmark(s) failed: pipeline" in done.stderr + done.stdout
+    entry = json.loads((out / "suite.json").read_text())["benchmarks"]["pipeline"]
+    assert entry["error"].startswith("ConfigError: no images under")
+    assert "**Failed**" in (out / "summary.md").read_text()
+    assert not (out / "pipeline.json").exists()

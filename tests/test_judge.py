@@ -404,7 +404,13 @@ def test_without_a_stranger_level_a_track_waits_for_max_shots() -> None:
     )
 
 
-@pytest.mark.parametrize("fmr", [0.5, 1e-5, 0.0])
+@pytest.mark.parametrize("fmr", [0.5, 1e-5, 0.02])
 def test_an_uncalibrated_stranger_fmr_is_refused(fmr: float) -> None:
     with pytest.raises(ValidationError, match="stranger_fmr"):
         StreamSettings(tracking=TrackingSettings(stranger_fmr=fmr))
+
+
+def test_stranger_fmr_zero_turns_early_strangers_off() -> None:
+    assert StreamSettings(tracking=TrackingSettings(stranger_fmr=0)).tracking.stranger_fmr == 0
+    with pytest.raises(ValidationError):
+        TrackingSettings(stranger_fmr=-0.01)

@@ -248,12 +248,14 @@ class TrackingSettings(BaseModel):
     max_shots: int = Field(
         9, ge=1, le=50, description="Most shots embedded per track before it is called unknown."
     )
-    stranger_fmr: float | None = Field(
+    stranger_fmr: float = Field(
         1e-2,
+        ge=0,
         description="After a track's first window of shots, call it unknown when none of "
         "them reaches the threshold at this false-match rate (1e-2, 1e-3 or 1e-4; calibrated "
         "per model): a stranger, whose further shots need not be embedded. On LFW a genuine "
-        "pair scores below the 1e-2 threshold 0.6 % of the time. None: embed up to max_shots.",
+        "pair scores below the 1e-2 threshold 0.6 % of the time. 0: off (embed up to "
+        "max_shots).",
     )
     min_shot_quality: float = Field(
         0.05,
@@ -274,9 +276,11 @@ class TrackingSettings(BaseModel):
 
 def _check_tracking(settings: TrackingSettings) -> TrackingSettings:
     fmr = settings.stranger_fmr
-    if fmr is not None and not any(abs(fmr - c) <= c * 1e-6 for c in FMR_CHOICES):
+    if fmr != 0 and not any(abs(fmr - c) <= c * 1e-6 for c in FMR_CHOICES):
         choices = ", ".join(f"{c:g}" for c in FMR_CHOICES)
-        raise ValueError(f"stranger_fmr {fmr:g} is not calibrated; choose one of {choices}")
+        raise ValueError(
+            f"stranger_fmr {fmr:g} is not calibrated; choose one of {choices}, or 0 (off)"
+        )
     if settings.min_agreement > settings.max_shots:
         raise ValueError(
             f"min_agreement ({settings.min_agreement}) cannot exceed max_shots "

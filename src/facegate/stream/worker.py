@@ -112,7 +112,7 @@ class CameraWorker:
         stranger_fmr = self.tracking.stranger_fmr
         self._stranger_below = (
             None
-            if stranger_fmr is None
+            if stranger_fmr == 0
             else operating_point(recognizer.model_id, stranger_fmr).threshold
         )
         self.cuts = CutDetector(self.tracking.cut_threshold)

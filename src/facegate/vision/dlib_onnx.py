@@ -478,5 +478,10 @@ class DlibResNetOnnx:
 def create_dlib_resnet(path: Path) -> DlibResNetOnnx:
     """Read dlib's ``.dat`` at ``path`` (its SHA-256 checked by the caller, through
     ``registry.weights_path``), convert it and open it on onnxruntime."""
+    from facegate.vision.onnx_repair import release_heap
+
     net = read_dlib_resnet(Path(path).read_bytes(), Path(path).name)
-    return DlibResNetOnnx(net, build_onnx(net))
+    resnet = DlibResNetOnnx(net, build_onnx(net))
+    del net
+    release_heap()  # the parsed weights and graph copies
+    return resnet

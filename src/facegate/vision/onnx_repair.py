@@ -200,6 +200,7 @@ def rewrite_prelu(model: onnx.ModelProto) -> onnx.ModelProto:
         ]
     del graph.node[:]
     graph.node.extend(nodes)
+    _drop_unused_initializers(graph)  # the slopes now live in the batch norms
     return fixed
 
 
@@ -302,6 +303,24 @@ def create_session(
     # Fold the int8 weights to float instead of fusing QDQ pairs into int8 kernels:
     # faster here, and the same arithmetic as OpenCV's DNN.
     options.add_session_config_entry("session.disable_quant_qdq", "1")
-    return ort.InferenceSession(
+    session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+    del model
+    release_heap()
+    return session
+
+
+def release_heap() -> None:
+    """Give the memory of the graph copies made while building a session back to the
+    system. glibc keeps freed heap otherwise: about 100 MiB of resident memory after
+    SFace's session (measured: 284 -> 187 MiB). Elsewhere this does nothing."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+        return
