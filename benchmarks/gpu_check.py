@@ -223,8 +223,8 @@ def run(args: argparse.Namespace, photos: list[Path]) -> dict[str, Any]:
     cuda = list(accel.cuda_routes())
     # (name, SFace's CPU backend, device); YuNet runs on onnxruntime on the CPU rows.
     routes: list[tuple[str, str, str]] = [
-        ("cpu, defaults (SFace OpenCV)", "opencv", "cpu"),
-        ("cpu, SFace onnxruntime", "onnxruntime", "cpu"),
+        ("cpu, SFace OpenCV", "opencv", "cpu"),
+        ("cpu, SFace onnxruntime (default)", "onnxruntime", "cpu"),
     ] + [(f"cuda {r}", "opencv", r) for r in cuda]
 
     expected = l2_normalise(OnnxDnnEmbedder(sface, backend="opencv")._forward(crops))
