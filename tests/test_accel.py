@@ -27,13 +27,14 @@ from numpy.typing import NDArray
 
 from facegate.config import VisionSettings
 from facegate.errors import AcceleratorError
-from facegate.types import Face
+from facegate.stream.tracker import iou as box_iou
 from facegate.vision import accel, gpu_runtime, onnx_repair, sface_onnx, yunet_onnx
 from facegate.vision.detect import YuNetDetector
 from facegate.vision.embed import OnnxDnnEmbedder
 from facegate.vision.models import get_detector, get_embedder
-from facegate.vision.pipeline import FacePipeline, central_face
+from facegate.vision.pipeline import FacePipeline
 from facegate.vision.registry import manifest, weights_path
+from lfw_samples import Sample, central_faces
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -42,7 +43,6 @@ MIN_COSINE = 0.99999
 MIN_IOU = 0.999
 MAX_LANDMARK_PX = 0.01
 MAX_SCORE_DIFF = 1e-4
-Sample = tuple[str, NDArray[np.uint8], Face]
 
 
 # --- route selection ----------------------------------------------------------------
@@ -238,15 +238,7 @@ def gpu_graph_on_cpu(
 @pytest.fixture(scope="module")
 def samples(faces_root: Path) -> list[Sample]:
     """30 LFW photos (one per person) with the central face found by the pipeline."""
-    pipeline = FacePipeline(settings=VisionSettings(detector_backend="opencv", device="cpu"))
-    people = sorted(p for p in faces_root.iterdir() if p.is_dir())[7::90][:30]
-    found: list[Sample] = []
-    for person in people:
-        path = sorted(person.glob("*.jpg"))[0]
-        image = pipeline.load(path)
-        face = central_face(pipeline.detect(image), image.shape[1], image.shape[0])
-        if face is not None:
-            found.append((path.name, image, face))
+    found = central_faces(faces_root, 30, start=7, step=90, device="cpu")
     assert len(found) >= 28
     return found
 
@@ -351,15 +343,6 @@ def test_gpu_graph_embeddings_match_the_cpu(
     print(f"\n{route} graph on CPU, sface {'flip' if flip else 'plain'}: worst cos {worst:.9f}")
 
 
-def _iou(a: Face, b: Face) -> float:
-    ax1, ay1, ax2, ay2 = a.bbox
-    bx1, by1, bx2, by2 = b.bbox
-    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter)
-
-
 @pytest.mark.parametrize("route", ["onnxruntime-cuda", "torch-cuda"])
 def test_gpu_graph_detections_match_the_cpu(
     route: accel.Route,
@@ -384,9 +367,9 @@ def test_gpu_graph_detections_match_the_cpu(
         assert len(got) == len(expected), name
         left = list(got)
         for face in expected:
-            match = max(left, key=lambda f: _iou(face, f))
+            match = max(left, key=lambda f: box_iou(face.bbox, f.bbox))
             left.remove(match)
-            assert _iou(face, match) >= MIN_IOU, name
+            assert box_iou(face.bbox, match.bbox) >= MIN_IOU, name
             assert float(np.abs(face.landmarks - match.landmarks).max()) <= MAX_LANDMARK_PX
             assert abs(face.score - match.score) <= MAX_SCORE_DIFF, name
         total += len(expected)

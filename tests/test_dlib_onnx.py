@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from facegate.config import VisionSettings
 from facegate.errors import ModelError
-from facegate.types import Face
 from facegate.vision.dlib_onnx import (
     DlibResNetOnnx,
     build_onnx,
@@ -25,28 +23,19 @@ from facegate.vision.dlib_onnx import (
     resolve_backend,
 )
 from facegate.vision.embed import DlibEmbedder
-from facegate.vision.pipeline import FacePipeline, central_face
 from facegate.vision.registry import manifest, weights_path
+from lfw_samples import Sample, central_faces
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 MIN_COSINE = 0.99999
-Sample = tuple[str, NDArray[np.uint8], Face]
 
 
 @pytest.fixture(scope="module")
 def samples(faces_root: Path) -> list[Sample]:
     """40 LFW photos (one per person) with the central face found by the pipeline."""
-    pipeline = FacePipeline(settings=VisionSettings(detector_backend="opencv"))
-    people = sorted(p for p in faces_root.iterdir() if p.is_dir())[::60][:42]
-    found: list[Sample] = []
-    for person in people:
-        path = sorted(person.glob("*.jpg"))[0]
-        image = pipeline.load(path)
-        face = central_face(pipeline.detect(image), image.shape[1], image.shape[0])
-        if face is not None:
-            found.append((path.name, image, face))
+    found = central_faces(faces_root, 42)
     assert len(found) >= 40
     return found[:40]
 

@@ -12,35 +12,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from facegate.config import VisionSettings
-from facegate.types import Face
 from facegate.vision.embed import OnnxDnnEmbedder
 from facegate.vision.models import get_embedder
-from facegate.vision.pipeline import FacePipeline, central_face
+from facegate.vision.pipeline import FacePipeline
 from facegate.vision.registry import manifest
 from facegate.vision.sface_onnx import resolve_backend
+from lfw_samples import Sample, central_faces
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 MIN_COSINE = 0.99999
-Sample = tuple[str, NDArray[np.uint8], Face]
 
 
 @pytest.fixture(scope="module")
 def samples(faces_root: Path) -> list[Sample]:
     """40 LFW photos (one per person) with the central face found by the pipeline."""
-    pipeline = FacePipeline(settings=VisionSettings(detector_backend="opencv"))
-    people = sorted(p for p in faces_root.iterdir() if p.is_dir())[::60][:40]
-    found: list[Sample] = []
-    for person in people:
-        path = sorted(person.glob("*.jpg"))[0]
-        image = pipeline.load(path)
-        face = central_face(pipeline.detect(image), image.shape[1], image.shape[0])
-        if face is not None:
-            found.append((path.name, image, face))
+    found = central_faces(faces_root, 40)
     assert len(found) >= 38
     return found[:40]
 

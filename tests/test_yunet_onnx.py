@@ -15,6 +15,7 @@ import pytest
 from numpy.typing import NDArray
 
 from facegate.config import VisionSettings
+from facegate.stream.tracker import iou as box_iou
 from facegate.types import Face
 from facegate.vision.detect import YuNetDetector, resolve_backend
 from facegate.vision.registry import manifest, sha256_of, weights_path
@@ -26,15 +27,6 @@ MIN_IOU = 0.999
 MAX_LANDMARK_PX = 0.01
 MAX_SCORE_DIFF = 1e-4
 VIDEO_FRAMES = (0, 50, 100, 150, 200, 250)
-
-
-def _iou(a: Face, b: Face) -> float:
-    ax1, ay1, ax2, ay2 = a.bbox
-    bx1, by1, bx2, by2 = b.bbox
-    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1))
-    ih = max(0.0, min(ay2, by2) - max(ay1, by1))
-    inter = iw * ih
-    return inter / ((ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter)
 
 
 def _frames(path: Path, indices: tuple[int, ...]) -> list[NDArray[np.uint8]]:
@@ -87,9 +79,9 @@ def _assert_same(name: str, expected: list[Face], got: list[Face]) -> tuple[floa
     worst_iou, worst_px, worst_score = 1.0, 0.0, 0.0
     left = list(got)
     for face in expected:
-        match = max(left, key=lambda f: _iou(face, f))
+        match = max(left, key=lambda f: box_iou(face.bbox, f.bbox))
         left.remove(match)
-        iou = _iou(face, match)
+        iou = box_iou(face.bbox, match.bbox)
         px = float(np.abs(face.landmarks - match.landmarks).max())
         score = abs(face.score - match.score)
         assert iou >= MIN_IOU, f"{name}: IoU {iou}"

@@ -23,8 +23,6 @@ import os
 import platform
 import random
 import resource
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from facegate.bench.serve_process import serving
 from facegate.config import ServiceSettings
 from facegate.errors import BenchmarkError
 
@@ -184,13 +183,6 @@ def select_probes(
 
 
 # --- the server ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def make_key(data_dir: Path) -> str:
     made = subprocess.run(
         [
@@ -213,37 +205,6 @@ def server_env(workers: int | None) -> dict[str, str]:
     if workers is not None:
         env["FACEGATE_SERVICE__WORKERS"] = str(workers)
     return env
-
-
-def start_server(
-    data_dir: Path, port: int, env: dict[str, str], log_path: Path
-) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "facegate", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--data-dir", str(data_dir)]
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 180
-    while True:
-        if process.poll() is not None:
-            raise BenchmarkError(f"facegate serve exited ({process.returncode}); see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise BenchmarkError(f"facegate serve did not become ready; see {log_path}")
-        time.sleep(0.2)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -470,22 +431,15 @@ def run_load_bench(
 
     key = make_key(data_dir)
     env = server_env(workers)
-    port = free_port()
-    log_path = data_dir / "serve.log"
-    server = start_server(data_dir, port, env, log_path)
-    try:
-        log(f"{clients} clients for {seconds:g} s against http://127.0.0.1:{port}")
+    with serving(data_dir, env, data_dir / "serve.log") as (server, base):
+        log(f"{clients} clients for {seconds:g} s against {base}")
         load_before = os.getloadavg()
         cpu_before = cpu_seconds(server.pid)
         client_before = resource.getrusage(resource.RUSAGE_SELF)
-        tally, warm, alone, elapsed = asyncio.run(
-            run_clients(f"http://127.0.0.1:{port}", key, probes, clients, seconds)
-        )
+        tally, warm, alone, elapsed = asyncio.run(run_clients(base, key, probes, clients, seconds))
         server_cpu = cpu_seconds(server.pid) - cpu_before
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         load_after = os.getloadavg()
-    finally:
-        stop_server(server)
     client_cpu = (client_after.ru_utime - client_before.ru_utime) + (
         client_after.ru_stime - client_before.ru_stime
     )

@@ -9,16 +9,13 @@ Used by :mod:`facegate.bench.memory`; nothing here prints.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import httpx
 from facegate.bench.memory_process import process_memory
 from facegate.bench.memory_storage import CONSENT, TEMPLATE_QUALITY
 from facegate.bench.search import MODEL, RealFaces
+from facegate.bench.serve_process import serving
 from facegate.gallery.audit import AuditLog
 from facegate.gallery.crypto import Keyring
 from facegate.gallery.gallery import Gallery
@@ -40,7 +38,6 @@ Progress = Callable[[str], None]
 COLLECTION = "default"
 # The consent of memory_storage.CONSENT, as the API takes it.
 CONSENT_JSON = {"legal_basis": "explicit_consent", "notice_version": "benchmark"}
-READY_TIMEOUT_S = 180.0
 
 
 # --- child interpreters that report their own memory (the baselines) --------------------------
@@ -105,13 +102,6 @@ def _python_child(code: str, args: Sequence[str], cwd: Path) -> dict[str, Any]:
 
 
 # --- the service ------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _server_env(data_dir: Path) -> dict[str, str]:
     """The caller's environment without its FACEGATE_* settings, plus ours."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FACEGATE_")}
@@ -145,47 +135,6 @@ def _prepare_service_data(data_dir: Path, first: RealFaces) -> str:
     finally:
         store.close()
     return secret
-
-
-@contextlib.contextmanager
-def _serve(data_dir: Path, log_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """``python -m facegate serve`` on a free loopback port until ``/ready`` answers."""
-    port = _free_port()
-    command = [sys.executable, "-m", "facegate", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--data-dir", str(data_dir)]
-    base = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_server_env(data_dir),
-            cwd=data_dir.parent,  # no facegate.toml of the caller's working directory
-        )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"facegate serve exited ({process.returncode}) while starting; see {log_path}"
-                )
-            try:
-                if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"facegate serve was not ready in {READY_TIMEOUT_S:.0f} s")
-            time.sleep(0.2)
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _settle() -> None:
@@ -249,8 +198,10 @@ def measure_service(
     points: dict[str, Any] = {}
     if progress:
         progress("starting facegate serve")
+    env = _server_env(data_dir)
     started = time.perf_counter()
-    with _serve(data_dir, work / "serve.log") as (process, base):
+    # cwd: no facegate.toml of the caller's working directory
+    with serving(data_dir, env, work / "serve.log", cwd=data_dir.parent) as (process, base):
         ready_s = time.perf_counter() - started
         _settle()
         points["idle"] = process_memory(process.pid)

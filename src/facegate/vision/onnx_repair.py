@@ -294,7 +294,9 @@ def create_session(
     import onnx
     import onnxruntime as ort
 
-    model = rewrite_prelu(repair_model(onnx.load(str(path)), input_dims, output_dims))
+    from facegate.vision.onnx_gemm import int8_gemms
+
+    model = rewrite_prelu(repair_model(int8_gemms(onnx.load(str(path))), input_dims, output_dims))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
