@@ -1,11 +1,12 @@
 """``python -m facegate.bench.run_one NAME --data DIR --result FILE [--quick]``: one
 benchmark of ``facegate bench all`` in a process of its own; its result (or
-``{"error": ...}``) is written as JSON to FILE and its progress to stderr."""
+``{"error": ...}``) is written as JSON to FILE and its progress logged to stderr."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -21,10 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = SuiteOptions(data_dir=args.data, out=args.result.parent, quick=args.quick)
 
-    def say(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    result = run_one(args.name, options, say)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    progress = logging.getLogger("facegate.bench").info
+    result = run_one(args.name, options, progress)
     args.result.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return 1 if "error" in result else 0
 
