@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,14 +56,16 @@ def _status():
 _BARE_PYTHON = (
     _STATUS_SNIPPET
     + """
-import json
+import json, sys
 status = _status()
-print(json.dumps({"rss_bytes": status["VmRSS"], "peak_rss_bytes": status["VmHWM"]}))
+report = {"rss_bytes": status["VmRSS"], "peak_rss_bytes": status["VmHWM"]}
+with open(sys.argv[1], "w") as out:
+    json.dump(report, out)
 """
 )
 
-# face_recognition prints (and quits) when its models are missing; its own output is kept
-# off stdout so that the last line is the JSON answer.
+# face_recognition prints (and quits) when its models are missing: its output is kept off
+# stdout, and the report goes to the file named by the first argument.
 _PEER = (
     _STATUS_SNIPPET
     + """
@@ -71,33 +74,38 @@ with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
     warnings.simplefilter('ignore')
     import face_recognition
 faces, used = 0, None
-for path in sys.argv[1:]:
+for path in sys.argv[2:]:
     image = face_recognition.load_image_file(path)
     encodings = face_recognition.face_encodings(image, face_recognition.face_locations(image))
     if encodings:
         faces, used = len(encodings), path
         break
 status = _status()
-print(json.dumps({"rss_bytes": status["VmRSS"], "peak_rss_bytes": status["VmHWM"],
-                  "faces_encoded": faces, "photo": used}))
+report = {"rss_bytes": status["VmRSS"], "peak_rss_bytes": status["VmHWM"],
+          "faces_encoded": faces, "photo": used}
+with open(sys.argv[1], "w") as out:
+    json.dump(report, out)
 """
 )
 
 
 def _python_child(code: str, args: Sequence[str], cwd: Path) -> dict[str, Any]:
-    """Run ``python -c code args``; its last stdout line is a JSON report of its memory."""
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"exit status {done.returncode}: {' | '.join(tail)}")
-    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    """Run ``python -c code REPORT args``; the child writes a JSON report of its memory
+    to the file REPORT (its stdout is not ours to parse: libraries print there)."""
+    with tempfile.TemporaryDirectory(prefix="facegate-memory-") as scratch:
+        report_path = Path(scratch) / "report.json"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(report_path), *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0 or not report_path.is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"exit status {done.returncode}: {' | '.join(tail)}")
+        report: dict[str, Any] = json.loads(report_path.read_text())
     return report
 
 
